@@ -1,0 +1,68 @@
+"""Loading checkpoints: the official SEVC / DCVC-DC `.pth.tar` files and sevc's own."""
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+_WRAPPER_KEYS = ("state_dict", "net")
+_LISTED_KEYS = 5
+
+
+def read_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
+    """Read a state_dict from `path` with `torch.load(weights_only=True)`.
+
+    Accepts a bare state_dict or one stored under ``state_dict`` / ``net``, and strips a
+    ``module.`` prefix (checkpoints saved from DataParallel / DDP).
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and unpickler errors all mean "not a checkpoint"
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    for key in _WRAPPER_KEYS:
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+    prefix = "module."
+    if obj and all(k.startswith(prefix) for k in obj):
+        obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return obj
+
+
+def _listing(keys) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:_LISTED_KEYS])
+    more = f" and {len(keys) - _LISTED_KEYS} more" if len(keys) > _LISTED_KEYS else ""
+    return shown + more
+
+
+def load_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], strict: bool = True,
+                 source: str = "checkpoint") -> None:
+    """Load `state_dict` into `model`, turning any mismatch into one CheckpointError."""
+    own = model.state_dict()
+    wrong_shape = [k for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    problems = []
+    if wrong_shape:
+        problems.append(f"wrong shapes for {_listing(wrong_shape)}")
+    if strict and missing:
+        problems.append(f"missing keys {_listing(missing)}")
+    if strict and unexpected:
+        problems.append(f"unexpected keys {_listing(unexpected)}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=strict)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
+    """Read `path` and load it into `model` (see `read_state_dict` and `load_weights`)."""
+    load_weights(model, read_state_dict(path), strict=strict, source=str(path))
+    return model
