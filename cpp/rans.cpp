@@ -14,14 +14,15 @@ inline uint64_t mul_hi(uint64_t a, uint64_t b) {
   return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
 }
 
+// x_max of a put: the state must be below it before the put, or 32 bits are emitted first.
+inline uint64_t put_limit(uint32_t freq) { return static_cast<uint64_t>(freq) << (31 - kPrecision + 32); }
+
 // Precomputes x -> (x / freq) * M + start + x % freq as x + bias + q * cmpl_freq with
 // q = mul_hi(x, rcp_freq) >> rcp_shift, exact for every state x < 2^63 the coder can hold.
 EncStep make_step(uint32_t start, uint32_t freq) {
   EncStep s{};
   const uint32_t m = 1u << kPrecision;
-  s.x_max = ((kRansL >> kPrecision) << 32) * freq;
   s.cmpl_freq = m - freq;
-  s.bypass_bits = 0;
   if (freq == 1) {
     // mul_hi(x, 2^64 - 1) = x - 1 for x >= 1, so the bias absorbs the missing M - 1.
     s.rcp_freq = ~0ull;
@@ -36,23 +37,6 @@ EncStep make_step(uint32_t start, uint32_t freq) {
     s.bias = start;
   }
   return s;
-}
-
-EncStep make_bypass_step(uint32_t value) {
-  EncStep s{};
-  s.x_max = ((kRansL >> kPrecision) << 32) << (kPrecision - kBypassBits);
-  s.bias = value;
-  s.bypass_bits = kBypassBits;
-  return s;
-}
-
-const EncStep *bypass_steps() {
-  static const std::vector<EncStep> steps = [] {
-    std::vector<EncStep> v;
-    for (uint32_t i = 0; i <= kBypassMax; ++i) v.push_back(make_bypass_step(i));
-    return v;
-  }();
-  return steps.data();
 }
 
 void check_indexes(const int32_t *indexes, size_t count, int table_count) {
@@ -84,8 +68,7 @@ CdfTables::CdfTables(const int32_t *cdfs, int n, int stride, const int32_t *leng
       throw std::invalid_argument(row + ": must start at 0 and end at 65536");
     for (int s = 0; s + 1 < len; ++s) {
       if (c[s + 1] <= c[s]) throw std::invalid_argument(row + ": not strictly increasing");
-      steps_[static_cast<size_t>(i) * stride + s] =
-          make_step(static_cast<uint32_t>(c[s]), static_cast<uint32_t>(c[s + 1] - c[s]));
+      steps_[step_id(i, s)] = make_step(static_cast<uint32_t>(c[s]), static_cast<uint32_t>(c[s + 1] - c[s]));
     }
     uint32_t s = 0;
     for (uint32_t b = 0; b < (1u << kLutBits); ++b) {
@@ -98,9 +81,9 @@ CdfTables::CdfTables(const int32_t *cdfs, int n, int stride, const int32_t *leng
 
 void PartEncoder::push(const int16_t *symbols, const int32_t *indexes, size_t count,
                        const TablesPtr &tables) {
-  if (keep_alive_.empty() || keep_alive_.back() != tables) keep_alive_.push_back(tables);
-  const EncStep *bypass = bypass_steps();
-  steps_.reserve(steps_.size() + count + count / 4);
+  if (segments_.empty() || segments_.back().tables != tables) segments_.push_back({tables, steps_.size()});
+  const size_t needed = steps_.size() + count + count / 16;
+  if (needed > steps_.capacity()) steps_.reserve(std::max(needed, 2 * steps_.capacity()));
   for (size_t i = 0; i < count; ++i) {
     const int t = indexes[i];
     const int32_t escape = tables->escape_symbol(t);
@@ -113,32 +96,42 @@ void PartEncoder::push(const int16_t *symbols, const int32_t *indexes, size_t co
       raw = static_cast<uint32_t>(2 * (value - escape));
       value = escape;
     }
-    steps_.push_back(&tables->step(t, value));
+    steps_.push_back(tables->step_id(t, value));
     if (value != escape) continue;
     uint32_t chunks = 0;
     while (chunks < 8 && (raw >> (chunks * kBypassBits)) != 0) ++chunks;
     uint32_t left = chunks;
-    for (; left >= kBypassMax; left -= kBypassMax) steps_.push_back(bypass + kBypassMax);
-    steps_.push_back(bypass + left);
-    for (uint32_t j = 0; j < chunks; ++j) steps_.push_back(bypass + ((raw >> (j * kBypassBits)) & kBypassMax));
+    for (; left >= kBypassMax; left -= kBypassMax) steps_.push_back(kBypassStep + kBypassMax);
+    steps_.push_back(kBypassStep + left);
+    for (uint32_t j = 0; j < chunks; ++j) steps_.push_back(kBypassStep + ((raw >> (j * kBypassBits)) & kBypassMax));
   }
+  segments_.back().end = steps_.size();
 }
 
 std::vector<uint8_t> PartEncoder::flush() {
   std::vector<uint32_t> words;  // emitted back to front
   words.reserve(steps_.size() / 2 + 2);
   uint64_t x = kRansL;
-  for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
-    const EncStep &s = **it;
-    if (x >= s.x_max) {
-      words.push_back(static_cast<uint32_t>(x));
-      x >>= 32;
-    }
-    if (s.bypass_bits) {
-      x = (x << s.bypass_bits) | s.bias;
-    } else {
-      const uint64_t q = mul_hi(x, s.rcp_freq) >> s.rcp_shift;
-      x += s.bias + q * s.cmpl_freq;
+  const uint64_t bypass_limit = put_limit(1u << (kPrecision - kBypassBits));
+  for (size_t seg = segments_.size(); seg-- > 0;) {
+    const CdfTables &tables = *segments_[seg].tables;
+    const size_t begin = seg ? segments_[seg - 1].end : 0;
+    for (size_t i = segments_[seg].end; i-- > begin;) {
+      const uint32_t id = steps_[i];
+      if (id >= kBypassStep) {
+        if (x >= bypass_limit) {
+          words.push_back(static_cast<uint32_t>(x));
+          x >>= 32;
+        }
+        x = (x << kBypassBits) | (id - kBypassStep);
+        continue;
+      }
+      const EncStep &s = tables.step(id);
+      if (x >= put_limit((1u << kPrecision) - s.cmpl_freq)) {
+        words.push_back(static_cast<uint32_t>(x));
+        x >>= 32;
+      }
+      x += s.bias + (mul_hi(x, s.rcp_freq) >> s.rcp_shift) * s.cmpl_freq;
     }
   }
   words.push_back(static_cast<uint32_t>(x >> 32));
@@ -153,7 +146,7 @@ std::vector<uint8_t> PartEncoder::flush() {
 
 void PartEncoder::reset() {
   steps_.clear();
-  keep_alive_.clear();
+  segments_.clear();
 }
 
 PartDecoder::PartDecoder(std::vector<uint32_t> words) : words_(std::move(words)) {
@@ -162,40 +155,45 @@ PartDecoder::PartDecoder(std::vector<uint32_t> words) : words_(std::move(words))
   pos_ = 2;
 }
 
-uint32_t PartDecoder::next_word() {
-  if (pos_ >= words_.size()) throw StreamError("rANS stream is truncated or corrupted");
-  return words_[pos_++];
-}
-
-uint32_t PartDecoder::get_bits(uint32_t n) {
-  const uint32_t value = static_cast<uint32_t>(state_ & ((1u << n) - 1));
-  state_ >>= n;
-  if (state_ < kRansL) state_ = (state_ << 32) | next_word();
-  return value;
-}
-
 void PartDecoder::decode(const int32_t *indexes, size_t count, const CdfTables &tables,
                          int16_t *out) {
+  // The state lives in locals while decoding: parts decode in parallel threads and
+  // their members share cache lines.
   constexpr uint32_t mask = (1u << kPrecision) - 1;
+  uint64_t x = state_;
+  size_t pos = pos_;
+  const uint32_t *words = words_.data();
+  const size_t size = words_.size();
+  auto renormalize = [&] {
+    if (x >= kRansL) return;
+    if (pos >= size) throw StreamError("rANS stream is truncated or corrupted");
+    x = (x << 32) | words[pos++];
+  };
+  auto get_bits = [&](uint32_t n) {
+    const uint32_t value = static_cast<uint32_t>(x & ((1u << n) - 1));
+    x >>= n;
+    renormalize();
+    return value;
+  };
+
   for (size_t i = 0; i < count; ++i) {
     const int t = indexes[i];
+    const uint32_t cum = static_cast<uint32_t>(x & mask);
     const int32_t *c = tables.cdf(t);
-    const uint32_t cum = static_cast<uint32_t>(state_ & mask);
-    uint32_t s = tables.lut(t, cum);
+    uint32_t s = tables.bucket(t, cum);
     while (static_cast<uint32_t>(c[s + 1]) <= cum) ++s;
     const uint32_t start = static_cast<uint32_t>(c[s]);
-    state_ = static_cast<uint64_t>(c[s + 1] - c[s]) * (state_ >> kPrecision) + cum - start;
-    if (state_ < kRansL) state_ = (state_ << 32) | next_word();
+    x = static_cast<uint64_t>(c[s + 1] - c[s]) * (x >> kPrecision) + cum - start;
+    renormalize();
 
     int32_t value = static_cast<int32_t>(s);
     const int32_t escape = tables.escape_symbol(t);
     if (value == escape) {
       uint32_t chunk = get_bits(kBypassBits);
       uint32_t chunks = chunk;
-      while (chunk == kBypassMax) {
+      while (chunk == kBypassMax && chunks <= 8) {
         chunk = get_bits(kBypassBits);
         chunks += chunk;
-        if (chunks > 8) break;
       }
       if (chunks > 8) throw StreamError("rANS stream is corrupted (escape value too long)");
       uint32_t raw = 0;
@@ -205,6 +203,8 @@ void PartDecoder::decode(const int32_t *indexes, size_t count, const CdfTables &
     }
     out[i] = static_cast<int16_t>(value + tables.offset(t));
   }
+  state_ = x;
+  pos_ = pos;
 }
 
 Encoder::Encoder(int parts, bool threaded) : parts_(parts), results_(parts), threaded_(threaded) {
@@ -223,10 +223,17 @@ void Encoder::encode(const int16_t *symbols, const int32_t *indexes, size_t coun
   check_indexes(indexes, count, tables->size());
   join();
   const int n = parts();
-  for (int i = 0; i < n; ++i) {
+  auto push = [&](int i) {
     const size_t b = chunk_begin(count, n, i);
     parts_[i].push(symbols + b, indexes + b, chunk_end(count, n, i) - b, tables);
+  };
+  if (n == 1) {
+    push(0);
+    return;
   }
+  std::vector<std::future<void>> jobs;
+  for (int i = 0; i < n; ++i) jobs.push_back(std::async(std::launch::async, push, i));
+  for (auto &j : jobs) j.get();
 }
 
 void Encoder::flush() {

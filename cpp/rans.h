@@ -20,7 +20,8 @@ namespace sevc {
 constexpr int kPrecision = 16;         // CDF tables sum to 1 << kPrecision
 constexpr int kBypassBits = 4;         // bits per bypass chunk
 constexpr uint32_t kBypassMax = (1u << kBypassBits) - 1;
-constexpr int kLutBits = 10;           // decoder bucket table: 1 << kLutBits buckets per CDF
+constexpr int kLutBits = 8;           // decoder bucket table: 1 << kLutBits buckets per CDF
+constexpr uint32_t kBypassStep = 0xFFFFFFF0u;  // step ids from here on are raw 4-bit puts
 
 // A malformed, truncated or otherwise undecodable stream, or invalid coder input.
 class StreamError : public std::runtime_error {
@@ -28,16 +29,15 @@ class StreamError : public std::runtime_error {
   explicit StreamError(const std::string &what) : std::runtime_error(what) {}
 };
 
-// One encoder step, precomputed: a division-free rANS put (Alverson reciprocal),
-// or, when bypass_bits != 0, a raw put of `bias` on bypass_bits bits.
+// One symbol's encoder step, precomputed: a division-free rANS put (Alverson reciprocal).
+// Its frequency is (1 << kPrecision) - cmpl_freq.
 struct EncStep {
-  uint64_t x_max;
   uint64_t rcp_freq;
   uint32_t bias;
-  uint32_t cmpl_freq;
-  uint32_t rcp_shift;
-  uint32_t bypass_bits;
+  uint32_t cmpl_freq : 17;
+  uint32_t rcp_shift : 15;
 };
+
 
 // A set of quantized CDFs, validated once and prepared for fast coding.
 class CdfTables {
@@ -51,9 +51,10 @@ class CdfTables {
   const int32_t *cdf(int i) const { return cdf_.data() + static_cast<size_t>(i) * stride_; }
   int32_t escape_symbol(int i) const { return lengths_[i] - 2; }
   int32_t offset(int i) const { return offsets_[i]; }
-  const EncStep &step(int i, int s) const { return steps_[static_cast<size_t>(i) * stride_ + s]; }
+  uint32_t step_id(int i, int s) const { return static_cast<uint32_t>(i * stride_ + s); }
+  const EncStep &step(uint32_t id) const { return steps_[id]; }
   // Smallest symbol s of row i whose upper CDF bound exceeds the bucket of `cum`.
-  uint32_t lut(int i, uint32_t cum) const {
+  uint32_t bucket(int i, uint32_t cum) const {
     return lut_[(static_cast<size_t>(i) << kLutBits) + (cum >> (kPrecision - kLutBits))];
   }
 
@@ -69,6 +70,8 @@ class CdfTables {
 using TablesPtr = std::shared_ptr<const CdfTables>;
 
 // Encoder of one part: collects steps in coding order, writes them backwards at flush.
+// A step is a CdfTables step id, or kBypassStep + a 4-bit value; each run of steps
+// coded with one CdfTables is a segment.
 class PartEncoder {
  public:
   void push(const int16_t *symbols, const int32_t *indexes, size_t count, const TablesPtr &tables);
@@ -76,8 +79,12 @@ class PartEncoder {
   void reset();
 
  private:
-  std::vector<const EncStep *> steps_;
-  std::vector<TablesPtr> keep_alive_;
+  struct Segment {
+    TablesPtr tables;
+    size_t end;
+  };
+  std::vector<uint32_t> steps_;
+  std::vector<Segment> segments_;
 };
 
 // Decoder of one part, reading only inside the bytes it was given.
@@ -87,8 +94,6 @@ class PartDecoder {
   void decode(const int32_t *indexes, size_t count, const CdfTables &tables, int16_t *out);
 
  private:
-  uint32_t next_word();
-  uint32_t get_bits(uint32_t n);
   std::vector<uint32_t> words_;
   size_t pos_ = 0;
   uint64_t state_ = 0;

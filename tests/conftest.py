@@ -1,0 +1,65 @@
+"""Shared test set-up: one CPU thread, the reference fixtures and their stand-in weights."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("SEVC_REFERENCE", REPO.parent / "shared" / "reference"))
+FIXTURES = REFERENCE / "fixtures"
+CASES = ("case_a", "case_b", "case_c")
+
+requires_reference = pytest.mark.skipif(
+    not (REFERENCE / "manifest.json").is_file(),
+    reason=f"reference fixtures not found at {REFERENCE} (set SEVC_REFERENCE)",
+)
+
+
+def _weights_module():
+    spec = importlib.util.spec_from_file_location("reference_weights", REFERENCE / "weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stand_in_checkpoint(which: str, seed: int) -> dict:
+    """The deterministic stand-in weights the fixtures were made with, as torch tensors."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _weights_module().make_checkpoint(which, seed).items()}
+
+
+def manifest(which: str):
+    return json.loads((REFERENCE / "manifest.json").read_text())[which]
+
+
+def case_info(case: str) -> dict:
+    return json.loads((FIXTURES / case / "case.json").read_text())
+
+
+def read_frame(path: Path) -> torch.Tensor:
+    """A PNG as [1, 3, H, W] float32 in [0, 1]."""
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(rgb))[None]
+
+
+def case_frames(case: str):
+    info = case_info(case)
+    return [read_frame(FIXTURES / case / "frames" / name) for name in info["source_frames"]]
+
+
+def assert_close(actual, expected, atol: float = 1e-4) -> None:
+    actual = np.asarray(actual.detach().cpu() if isinstance(actual, torch.Tensor) else actual)
+    assert actual.shape == tuple(expected.shape), (actual.shape, expected.shape)
+    assert np.abs(actual - expected).max() <= atol, np.abs(actual - expected).max()
+
+
+def assert_rel_close(actual: float, expected: float, rtol: float = 1e-4) -> None:
+    assert abs(actual - expected) <= rtol * abs(expected), (actual, expected)

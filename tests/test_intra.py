@@ -1,0 +1,75 @@
+"""The I-frame codec equals the published DCVC-DC intra model on the reference fixtures."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from sevc.checkpoint import load_weights
+from sevc.intra import IntraNoAR
+from sevc.padding import crop
+
+from conftest import (CASES, FIXTURES, assert_close, assert_rel_close, case_frames, case_info, manifest,
+                      requires_reference, stand_in_checkpoint)
+
+pytestmark = requires_reference
+
+
+def intra_model(seed: int) -> IntraNoAR:
+    model = IntraNoAR()
+    load_weights(model, stand_in_checkpoint("i_frame", seed))
+    return model.eval()
+
+
+def test_state_dict_keys_and_shapes_match_official_checkpoint():
+    ours = [(k, list(v.shape)) for k, v in IntraNoAR().state_dict().items()]
+    assert ours == [(k, shape) for k, shape, _ in manifest("i_frame")]
+
+
+@pytest.mark.parametrize("module", ["enc", "hyper_enc", "hyper_dec", "y_prior_fusion", "dec", "refine"])
+def test_module_outputs_match_recorded(module):
+    recorded = np.load(FIXTURES / "case_a" / "modules.npz")
+    prefix = f"i_frame.{module}@f0/"
+    inputs = [torch.from_numpy(recorded[f"{prefix}in{i}"]) for i in range(2) if f"{prefix}in{i}" in recorded.files]
+    with torch.no_grad():
+        out = getattr(intra_model(case_info("case_a")["seed"]), module)(*inputs)
+    assert_close(out, recorded[prefix + "out0"])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_first_frame_test_path(case):
+    info = case_info(case)
+    x = case_frames(case)[0]
+    h, w = x.shape[2:]
+    with torch.no_grad():
+        result = intra_model(info["seed"])(IntraNoAR.pad_frame(x), info["test_q_in_ckpt"], info["test_q_index"])
+    assert_rel_close(result["bit"].item(), info["test_path"]["bits"][0])
+    recon = crop(result["x_hat"].clamp(0, 1), h, w)[0]
+    assert_close(recon, np.load(FIXTURES / case / "test_path_recon.npy")[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_first_frame_codec_path(case):
+    info = case_info(case)
+    x = case_frames(case)[0]
+    h, w = x.shape[2:]
+    model = intra_model(info["seed"])
+    model.update(force=True)
+    with torch.no_grad():
+        encoded = model.compress(IntraNoAR.pad_frame(x), False, info["q_index"])
+        expected = (FIXTURES / case / "full" / "frame000_part0.bin").read_bytes()
+        assert encoded["bit_stream"] == expected
+        assert hashlib.sha256(expected).hexdigest() == info["full"]["payload_sha256"][0][0]
+        decoded = model.decompress(expected, h, w, False, info["q_index"])
+    assert torch.equal(decoded["x_hat"], encoded["x_hat"])
+    assert_close(crop(decoded["x_hat"], h, w)[0], np.load(FIXTURES / case / "full" / "decoded_full.npy")[0])
+
+
+def test_q_index_out_of_range_is_a_clear_error():
+    model = IntraNoAR()
+    with pytest.raises(ValueError, match="out of range 0..63"):
+        model.q_steps(False, 64)
+    with pytest.raises(ValueError, match="out of range 0..3"):
+        model.q_steps(True, 4)
