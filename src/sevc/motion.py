@@ -1,0 +1,115 @@
+"""Motion: backward warping, flow resampling, SpyNet estimation and offset-diversity alignment."""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_GRIDS: Dict[Tuple, torch.Tensor] = {}
+
+
+def _base_grid(flow: torch.Tensor) -> torch.Tensor:
+    """Identity sampling grid [N, 2, H, W] in [-1, 1] (x then y), cached per shape and device."""
+    n, _, h, w = flow.shape
+    key = (n, h, w, flow.device)
+    if key not in _GRIDS:
+        hor = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=torch.float32).view(1, 1, 1, w).expand(n, -1, h, -1)
+        ver = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=torch.float32).view(1, 1, h, 1).expand(n, -1, -1, w)
+        _GRIDS[key] = torch.cat([hor, ver], 1)
+    return _GRIDS[key]
+
+
+def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp x [N, C, H, W] by flow [N, 2, H, W] (pixels, x then y), bilinear, border."""
+    h, w = x.shape[2], x.shape[3]
+    flow = torch.cat([flow[:, 0:1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)], 1)
+    grid = _base_grid(flow) + flow
+    return F.grid_sample(x, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 upsampling (half-pixel centres)."""
+    return F.interpolate(x, (x.shape[2] * 2, x.shape[3] * 2), mode="bilinear", align_corners=False)
+
+
+def downsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear /2 downsampling (half-pixel centres)."""
+    return F.interpolate(x, (x.shape[2] // 2, x.shape[3] // 2), mode="bilinear", align_corners=False)
+
+
+class MEBasic(nn.Module):
+    """One SpyNet level: [frame, warped reference, flow] (8 ch) -> flow residual (2 ch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.conv1 = nn.Conv2d(8, 32, 7, 1, padding=3)
+        self.conv2 = nn.Conv2d(32, 64, 7, 1, padding=3)
+        self.conv3 = nn.Conv2d(64, 32, 7, 1, padding=3)
+        self.conv4 = nn.Conv2d(32, 16, 7, 1, padding=3)
+        self.conv5 = nn.Conv2d(16, 2, 7, 1, padding=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
+            x = self.relu(conv(x))
+        return self.conv5(x)
+
+
+class ME_Spynet(nn.Module):
+    """SpyNet optical flow, 4 pyramid levels: frames [N, 3, H, W], H and W multiples of 16."""
+
+    levels = 4
+
+    def __init__(self):
+        super().__init__()
+        self.moduleBasic = nn.ModuleList([MEBasic() for _ in range(self.levels)])
+
+    def forward(self, frame: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Flow [N, 2, H, W] that warps `reference` onto `frame`."""
+        frames, references = [frame], [reference]
+        for _ in range(self.levels - 1):
+            frames.append(F.avg_pool2d(frames[-1], kernel_size=2, stride=2))
+            references.append(F.avg_pool2d(references[-1], kernel_size=2, stride=2))
+        coarsest = references[-1]
+        flow = torch.zeros([frame.shape[0], 2, coarsest.shape[2] // 2, coarsest.shape[3] // 2],
+                           dtype=frame.dtype, device=frame.device)
+        for level, basic in enumerate(self.moduleBasic):
+            flow_up = upsample2x(flow) * 2.0
+            i = self.levels - 1 - level
+            flow = flow_up + basic(torch.cat([frames[i], flow_warp(references[i], flow_up), flow_up], 1))
+        return flow
+
+
+class OffsetDiversity(nn.Module):
+    """Offset-diversity alignment (DCVC-DC): 16 groups x 2 learned offsets around the flow.
+
+    Aligns x [B, 48, H, W] using aux [B, 48 + 3 + 2, H, W] (warped feature, warped frame,
+    flow) and the flow [B, 2, H, W]; H and W even.
+    """
+
+    def __init__(self, in_channel: int = 48, aux_feature_num: int = 48 + 3 + 2, offset_num: int = 2,
+                 group_num: int = 16, max_residue_magnitude: float = 40, hidden: int = 64):
+        super().__init__()
+        self.offset_num = offset_num
+        self.group_num = group_num
+        self.max_residue_magnitude = max_residue_magnitude
+        self.conv_offset = nn.Sequential(
+            nn.Conv2d(aux_feature_num, hidden, 3, 2, 1),
+            nn.LeakyReLU(negative_slope=0.1),
+            nn.Conv2d(hidden, hidden, 3, 1, 1),
+            nn.LeakyReLU(negative_slope=0.1),
+            nn.Conv2d(hidden, 3 * group_num * offset_num, 3, 1, 1),
+        )
+        self.fusion = nn.Conv2d(in_channel * offset_num, in_channel, 1, 1, groups=group_num)
+
+    def forward(self, x: torch.Tensor, aux_feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        o1, o2, mask = torch.chunk(upsample2x(self.conv_offset(aux_feature)), 3, dim=1)
+        offsets = self.max_residue_magnitude * torch.tanh(torch.cat((o1, o2), dim=1))
+        offsets = offsets + flow.repeat(1, self.group_num * self.offset_num, 1, 1)
+        copies = b * self.group_num * self.offset_num
+        x = x.view(b * self.group_num, c // self.group_num, h, w).repeat(self.offset_num, 1, 1, 1)
+        x = flow_warp(x, offsets.view(copies, 2, h, w)) * torch.sigmoid(mask).view(copies, 1, h, w)
+        return self.fusion(x.view(b, c * self.offset_num, h, w))
