@@ -1,0 +1,104 @@
+"""Whole sequences (I-frame + two-layer P-frames) equal the published SEVC scripts' outputs."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from sevc.checkpoint import load_weights
+from sevc.entropy_models import ScaleTableModel
+from sevc.intra import IntraNoAR
+from sevc.sevc_model import SEVC
+from sevc.video import VideoCodec
+
+from conftest import (CASES, FIXTURES, assert_close, assert_rel_close, case_frames, case_info, requires_reference,
+                      stand_in_checkpoint)
+
+pytestmark = requires_reference
+NEAR_TIE = 1e-4  # in scale-table steps
+
+
+def video_codec(seed: int) -> VideoCodec:
+    i_frame, p_frame = IntraNoAR(), SEVC()
+    load_weights(i_frame, stand_in_checkpoint("i_frame", seed))
+    load_weights(p_frame, stand_in_checkpoint("p_frame", seed))
+    i_frame.eval().update(force=True)
+    p_frame.eval().update(force=True)
+    return VideoCodec(i_frame, p_frame, intra_period=-1, refresh_interval=32)
+
+
+@pytest.fixture(scope="module", params=CASES)
+def case(request):
+    info = case_info(request.param)
+    return request.param, info, case_frames(request.param), video_codec(info["seed"])
+
+
+def test_test_path_all_frames(case):
+    name, info, frames, codec = case
+    expected_recon = np.load(FIXTURES / name / "test_path_recon.npy")
+    results = list(codec.evaluate(frames, info["test_q_in_ckpt"], info["test_q_index"]))
+    assert [r.is_intra for r in results] == [True] + [False] * (len(frames) - 1)
+    for k, result in enumerate(results):
+        assert_rel_close(result.bits, info["test_path"]["bits"][k])
+        assert_close(result.recon[0], expected_recon[k])
+
+
+def _round_near_ties_up(self, scales):
+    """Scale-table indexes with values within NEAR_TIE below an integer rounded up."""
+    scales = torch.maximum(scales, torch.zeros_like(scales) + 1e-5)
+    value = (torch.log(scales) - self.log_scale_min) / self.log_scale_step
+    return (value + NEAR_TIE).clamp_(0, self.SCALE_LEVELS - 1).int()
+
+
+def _hashes(coded):
+    return [[hashlib.sha256(p).hexdigest() for p in frame.payloads] for frame in coded]
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_codec_path_payloads_and_decoding(case, mode, monkeypatch):
+    name, info, frames, codec = case
+    fast = mode == "fast"
+    coded = list(codec.encode(frames, info["q_index"], fast=fast))
+    expected = info[mode]["payload_sha256"]
+    ours = _hashes(coded)
+    if ours != expected:
+        # A scale that lands within 1e-4 of a table step boundary can take the other table on
+        # another CPU (float summation order); the published code on this machine gives our
+        # bytes. Such a payload must then match with near-ties taken the other way.
+        with monkeypatch.context() as patch:
+            patch.setattr(ScaleTableModel, "indexes", _round_near_ties_up)
+            other = _hashes(codec.encode(frames, info["q_index"], fast=fast))
+        for k, (a, b, want) in enumerate(zip(ours, other, expected)):
+            for part, (x, y, w) in enumerate(zip(a, b, want)):
+                assert w in (x, y), f"frame {k} part {part}: payload differs from the published one"
+    assert [len(f.payloads) for f in coded] == [len(h) for h in expected]
+
+    # decode the published payloads (the fixture files) and our own
+    published = [[(FIXTURES / name / mode / f"frame{k:03d}_part{j}.bin").read_bytes() for j in range(len(h))]
+                 for k, h in enumerate(expected)]
+    h, w = info["height"], info["width"]
+    ours_decoded = list(codec.decode([f.payloads for f in coded], h, w, info["q_index"], fast=fast))
+    skim = np.load(FIXTURES / name / mode / "decoded_skim.npy")
+    full = np.load(FIXTURES / name / mode / "decoded_full.npy") if not fast else None
+    for k, (enc, dec) in enumerate(zip(coded, ours_decoded)):
+        assert torch.equal(dec.skim, enc.skim)
+        assert_close(dec.skim[0], skim[k])
+        if not fast:
+            assert torch.equal(dec.full, enc.full)
+            assert_close(dec.full[0], full[k])
+    if _hashes(coded) == expected or fast:
+        decoded = list(codec.decode(published, h, w, info["q_index"], fast=fast))
+        for k, dec in enumerate(decoded):
+            assert_close(dec.skim[0], skim[k])
+
+
+def test_skim_decoding_of_a_full_stream(case):
+    name, info, frames, codec = case
+    coded = list(codec.encode(frames, info["q_index"]))
+    skims = list(codec.decode([f.payloads for f in coded], info["height"], info["width"], info["q_index"],
+                              skim_only=True))
+    for enc, dec in zip(coded, skims):
+        assert dec.full is None
+        assert torch.equal(dec.skim, enc.skim)
