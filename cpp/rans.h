@@ -20,7 +20,7 @@ namespace sevc {
 constexpr int kPrecision = 16;         // CDF tables sum to 1 << kPrecision
 constexpr int kBypassBits = 4;         // bits per bypass chunk
 constexpr uint32_t kBypassMax = (1u << kBypassBits) - 1;
-constexpr int kLutBits = 8;           // decoder bucket table: 1 << kLutBits buckets per CDF
+constexpr int kLutBits = 8;            // decoder bucket table: 1 << kLutBits buckets per CDF
 constexpr uint32_t kBypassStep = 0xFFFFFFF0u;  // step ids from here on are raw 4-bit puts
 
 // A malformed, truncated or otherwise undecodable stream, or invalid coder input.
@@ -37,7 +37,6 @@ struct EncStep {
   uint32_t cmpl_freq : 17;
   uint32_t rcp_shift : 15;
 };
-
 
 // A set of quantized CDFs, validated once and prepared for fast coding.
 class CdfTables {

@@ -36,6 +36,14 @@ def stand_in_checkpoint(which: str, seed: int) -> dict:
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _weights_module().make_checkpoint(which, seed).items()}
 
 
+def stand_in_model(model, which: str, seed: int):
+    """`model` (eval mode) loaded strictly with the stand-in weights of `which` and `seed`."""
+    from sevc.checkpoint import load_weights
+
+    load_weights(model, stand_in_checkpoint(which, seed))
+    return model.eval()
+
+
 def manifest(which: str):
     return json.loads((REFERENCE / "manifest.json").read_text())[which]
 

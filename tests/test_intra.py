@@ -7,20 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from sevc.checkpoint import load_weights
 from sevc.intra import IntraNoAR
 from sevc.padding import crop
 
 from conftest import (CASES, FIXTURES, assert_close, assert_rel_close, case_frames, case_info, manifest,
-                      requires_reference, stand_in_checkpoint)
+                      requires_reference, stand_in_model)
 
 pytestmark = requires_reference
 
 
 def intra_model(seed: int) -> IntraNoAR:
-    model = IntraNoAR()
-    load_weights(model, stand_in_checkpoint("i_frame", seed))
-    return model.eval()
+    return stand_in_model(IntraNoAR(), "i_frame", seed)
 
 
 def test_state_dict_keys_and_shapes_match_official_checkpoint():

@@ -8,18 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from sevc.checkpoint import load_weights
 from sevc.sevc_model import SEVC
 
-from conftest import FIXTURES, assert_close, case_info, manifest, requires_reference, stand_in_checkpoint
+from conftest import FIXTURES, assert_close, case_info, manifest, requires_reference, stand_in_model
 
 pytestmark = requires_reference
-
-
-def p_frame_model(seed: int) -> SEVC:
-    model = SEVC()
-    load_weights(model, stand_in_checkpoint("p_frame", seed))
-    return model.eval()
 
 
 def test_state_dict_keys_and_shapes_match_official_checkpoint():
@@ -61,7 +54,7 @@ def _arguments(inputs):
 
 @pytest.fixture(scope="module")
 def model():
-    return p_frame_model(case_info("case_a")["seed"])
+    return stand_in_model(SEVC(), "p_frame", case_info("case_a")["seed"])
 
 
 @pytest.mark.parametrize("path,frame", sorted(CALLS), ids=[f"{p}@f{f}" for p, f in sorted(CALLS)])

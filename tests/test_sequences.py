@@ -7,25 +7,23 @@ import numpy as np
 import pytest
 import torch
 
-from sevc.checkpoint import load_weights
 from sevc.entropy_models import ScaleTableModel
 from sevc.intra import IntraNoAR
 from sevc.sevc_model import SEVC
 from sevc.video import VideoCodec
 
 from conftest import (CASES, FIXTURES, assert_close, assert_rel_close, case_frames, case_info, requires_reference,
-                      stand_in_checkpoint)
+                      stand_in_model)
 
 pytestmark = requires_reference
 NEAR_TIE = 1e-4  # in scale-table steps
 
 
 def video_codec(seed: int) -> VideoCodec:
-    i_frame, p_frame = IntraNoAR(), SEVC()
-    load_weights(i_frame, stand_in_checkpoint("i_frame", seed))
-    load_weights(p_frame, stand_in_checkpoint("p_frame", seed))
-    i_frame.eval().update(force=True)
-    p_frame.eval().update(force=True)
+    i_frame = stand_in_model(IntraNoAR(), "i_frame", seed)
+    p_frame = stand_in_model(SEVC(), "p_frame", seed)
+    i_frame.update(force=True)
+    p_frame.update(force=True)
     return VideoCodec(i_frame, p_frame, intra_period=-1, refresh_interval=32)
 
 

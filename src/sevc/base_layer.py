@@ -17,8 +17,7 @@ from .codec_base import EntropyCodedModel
 from .layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv
 from .motion import ME_Spynet, OffsetDiversity, downsample2x, flow_warp
 from .padding import crop, downsampled_shape
-from .quantization import q_scale
-from .spatial_prior import FourPartPrior, PriorOutput
+from .spatial_prior import FourPartPrior
 from .temporal_context import (CH_4X, CH_8X, CH_16X, CH_1X, ContextualDecoder, ContextualEncoder,
                                FeatureExtractor, MultiScaleContextFusion, ReconGeneration, adapt_reference)
 
@@ -117,14 +116,8 @@ class BaseLayerCodec(EntropyCodedModel):
     def __init__(self, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
         super().__init__("laplace", z_channel=CH_16X, mv_z_channel=MV_CH, ec_thread=ec_thread,
                          stream_part=stream_part)
-        self.mv_y_q_basic_enc = nn.Parameter(torch.ones((1, MV_CH, 1, 1)))
-        self.mv_y_q_scale_enc = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
-        self.mv_y_q_basic_dec = nn.Parameter(torch.ones((1, MV_CH, 1, 1)))
-        self.mv_y_q_scale_dec = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
-        self.y_q_basic_enc = nn.Parameter(torch.ones((1, 128, 1, 1)))
-        self.y_q_scale_enc = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
-        self.y_q_basic_dec = nn.Parameter(torch.ones((1, 64, 1, 1)))
-        self.y_q_scale_dec = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
+        self.add_q_params("mv_y_", MV_CH, MV_CH, anchor_num)
+        self.add_q_params("y_", 128, 64, anchor_num)
 
         self.optic_flow = ME_Spynet()
         self.align = OffsetDiversity()
@@ -159,9 +152,7 @@ class BaseLayerCodec(EntropyCodedModel):
 
     def q_steps(self, q_in_ckpt: bool, q_index: int):
         """(mv encoder, mv decoder, y encoder, y decoder) quantization scales for a rate."""
-        return tuple(basic * q_scale(scale, q_in_ckpt, q_index) for basic, scale in (
-            (self.mv_y_q_basic_enc, self.mv_y_q_scale_enc), (self.mv_y_q_basic_dec, self.mv_y_q_scale_dec),
-            (self.y_q_basic_enc, self.y_q_scale_enc), (self.y_q_basic_dec, self.y_q_scale_dec)))
+        return self.q_step_pair("mv_y_", q_in_ckpt, q_index) + self.q_step_pair("y_", q_in_ckpt, q_index)
 
     def _mv_params(self, mv_z_hat, dpb, height: int, width: int):
         params = crop(self.mv_hyper_prior_decoder(mv_z_hat), height, width)

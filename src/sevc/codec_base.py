@@ -8,6 +8,7 @@ from torch import nn
 
 from .entropy_models import BitEstimator, EntropyCoder, ScaleTableModel
 from .padding import pad_to_multiple
+from .quantization import q_scale
 
 LATENT_PAD = 4  # hyperprior encoders see the latent padded to a multiple of 4
 
@@ -37,6 +38,19 @@ class EntropyCodedModel(nn.Module):
         for estimator in (self.bit_estimator_z, self.bit_estimator_z_mv):
             if estimator is not None:
                 estimator.update(force)
+
+    def add_q_params(self, prefix: str, enc_ch: int, dec_ch: int, anchor_num: int) -> None:
+        """Register `<prefix>q_basic_enc`, `q_scale_enc`, `q_basic_dec`, `q_scale_dec` (checkpoint names):
+        per-channel quantization steps [1, C, 1, 1] and the per-rate scales [anchor_num, 1, 1, 1]."""
+        for side, ch in (("enc", enc_ch), ("dec", dec_ch)):
+            self.register_parameter(f"{prefix}q_basic_{side}", nn.Parameter(torch.ones((1, ch, 1, 1))))
+            self.register_parameter(f"{prefix}q_scale_{side}", nn.Parameter(torch.ones((anchor_num, 1, 1, 1))))
+
+    def q_step_pair(self, prefix: str, q_in_ckpt: bool, q_index: int):
+        """(encoder, decoder) quantization steps of the `prefix` parameters for a rate."""
+        return tuple(getattr(self, f"{prefix}q_basic_{side}")
+                     * q_scale(getattr(self, f"{prefix}q_scale_{side}"), q_in_ckpt, q_index)
+                     for side in ("enc", "dec"))
 
     def coder(self) -> EntropyCoder:
         if self.entropy_coder is None:

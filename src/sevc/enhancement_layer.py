@@ -15,7 +15,6 @@ from torch import nn
 from .base_layer import four_part_prior_modules
 from .codec_base import EntropyCodedModel
 from .layers import DepthConvBlock
-from .quantization import q_scale
 from .temporal_context import CH_1X, CH_2X, CH_4X, CH_8X, CH_16X, ContextualDecoder, ContextualEncoder, ReconGeneration
 
 QUEUE = 3
@@ -50,10 +49,7 @@ class EnhancementLayerCodec(EntropyCodedModel):
 
     def __init__(self, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
         super().__init__("laplace", z_channel=64, ec_thread=ec_thread, stream_part=stream_part)
-        self.y_q_basic_enc = nn.Parameter(torch.ones((1, 128, 1, 1)))
-        self.y_q_scale_enc = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
-        self.y_q_basic_dec = nn.Parameter(torch.ones((1, 64, 1, 1)))
-        self.y_q_scale_dec = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
+        self.add_q_params("y_", 128, 64, anchor_num)
         self.contextual_encoder = ContextualEncoder()
         self.temporal_prior_encoder = ContextEncoder()
         for k in range(QUEUE + 1):
@@ -65,8 +61,7 @@ class EnhancementLayerCodec(EntropyCodedModel):
         self.recon_generation_net = ReconGeneration()
 
     def q_steps(self, q_in_ckpt: bool, q_index: int):
-        return (self.y_q_basic_enc * q_scale(self.y_q_scale_enc, q_in_ckpt, q_index),
-                self.y_q_basic_dec * q_scale(self.y_q_scale_dec, q_in_ckpt, q_index))
+        return self.q_step_pair("y_", q_in_ckpt, q_index)
 
     def _params(self, contexts, latent_prior, ref_ys):
         """Prior params from the contexts and the spatial-guided latent prior."""

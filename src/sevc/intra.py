@@ -14,7 +14,6 @@ from torch import nn
 from .codec_base import EntropyCodedModel
 from .layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, UNet, conv3x3
 from .padding import crop, downsampled_shape, pad_to_multiple
-from .quantization import q_scale
 from .spatial_prior import FourPartPrior
 
 FRAME_PAD = 16  # frames are replicate-padded to multiples of 16
@@ -70,10 +69,7 @@ class IntraNoAR(EntropyCodedModel):
 
     def __init__(self, N: int = 256, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
         super().__init__("gaussian", z_channel=N, ec_thread=ec_thread, stream_part=stream_part)
-        self.q_basic_enc = nn.Parameter(torch.ones((1, 128, 1, 1)))
-        self.q_scale_enc = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
-        self.q_basic_dec = nn.Parameter(torch.ones((1, 128, 1, 1)))
-        self.q_scale_dec = nn.Parameter(torch.ones((anchor_num, 1, 1, 1)))
+        self.add_q_params("", 128, 128, anchor_num)
 
         self.enc = IntraEncoder(N)
         self.hyper_enc = nn.Sequential(
@@ -110,9 +106,7 @@ class IntraNoAR(EntropyCodedModel):
 
     def q_steps(self, q_in_ckpt: bool, q_index: int):
         """(encoder, decoder) quantization scales [1, 128, 1, 1] for a rate."""
-        enc = self.q_basic_enc * q_scale(self.q_scale_enc, q_in_ckpt, q_index)
-        dec = self.q_basic_dec * q_scale(self.q_scale_dec, q_in_ckpt, q_index)
-        return enc, dec
+        return self.q_step_pair("", q_in_ckpt, q_index)
 
     def _prior_params(self, z_hat: torch.Tensor, y_height: int, y_width: int) -> torch.Tensor:
         params = self.y_prior_fusion(self.hyper_dec(z_hat))

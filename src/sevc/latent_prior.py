@@ -21,7 +21,6 @@ from .padding import crop, pad_to_multiple
 LATENT_CH = 128
 WINDOW = (4, 8, 8)
 SHIFT = (4, 4, 4)
-QUEUE = 3
 # The published scripts build the model with inplace=True, which reaches the upsampler's
 # LeakyReLU positionally as its negative slope: 1.0, an identity. The checkpoints were
 # evaluated that way.

@@ -106,13 +106,11 @@ class SEVC(nn.Module):
 
         With dpb None (fast mode) only the base layer is coded, from the frame downsampled as is.
         """
-        if dpb is None:
-            base_dpb, base_stream = self.BL_codec.compress(base_input(x, self.ratio), base_dpb, q_in_ckpt,
-                                                           q_index, frame_index)
-            return base_dpb, None, [base_stream]
         x_el = pad_to_multiple(x, FRAME_PAD, mode="replicate")
-        base_dpb, base_stream = self.BL_codec.compress(base_input(x_el, self.ratio), base_dpb, q_in_ckpt,
-                                                       q_index, frame_index)
+        base_dpb, base_stream = self.BL_codec.compress(base_input(x if dpb is None else x_el, self.ratio), base_dpb,
+                                                       q_in_ckpt, q_index, frame_index)
+        if dpb is None:
+            return base_dpb, None, [base_stream]
         contexts, latent_prior = self._enhancement_inputs(base_dpb, dpb, frame_index)
         dpb, stream = self.EL_codec.compress(x_el, contexts, latent_prior, dpb["ref_ys"], q_in_ckpt, q_index)
         return base_dpb, dpb, [base_stream, stream]
