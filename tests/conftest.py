@@ -71,3 +71,45 @@ def assert_close(actual, expected, atol: float = 1e-4) -> None:
 
 def assert_rel_close(actual: float, expected: float, rtol: float = 1e-4) -> None:
     assert abs(actual - expected) <= rtol * abs(expected), (actual, expected)
+
+
+CLI_CASE = "case_a"  # 128x128, 5 frames, seed 0, codec q 40, test path at checkpoint anchor 2
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory):
+    """Checkpoint files of the case's stand-in weights, as an official release stores them,
+    plus a P-frame checkpoint with one weight changed (another model of the same shape)."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    seed = case_info(CLI_CASE)["seed"]
+    torch.save({"state_dict": stand_in_checkpoint("i_frame", seed)}, folder / "i.pth.tar")
+    p_state = stand_in_checkpoint("p_frame", seed)
+    torch.save(p_state, folder / "p.pth.tar")
+    p_state["EL_codec.y_q_scale_dec"] = p_state["EL_codec.y_q_scale_dec"] * 1.01
+    torch.save(p_state, folder / "p_other.pth.tar")
+    return folder
+
+
+def model_args(ckpt: Path, p_name: str = "p.pth.tar"):
+    """Command-line flags loading the stand-in checkpoint files on the CPU."""
+    return ["--i_frame_model_path", ckpt / "i.pth.tar", "--p_frame_model_path", ckpt / p_name, "--cuda", "0"]
+
+
+def cli(main, args, capsys):
+    """Run a tool's main as its script does: (exit status, stdout, stderr); never a traceback."""
+    from sevc.cli.common import run
+
+    status = run(main, [str(a) for a in args])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return status, captured.out, captured.err
+
+
+def assert_clear_error(result, *fragments) -> None:
+    """Exit status 1 and exactly one `error: ...` line on stderr, containing each fragment."""
+    status, _, err = result
+    assert status == 1, err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -1,6 +1,7 @@
 """Loading checkpoints: the official SEVC / DCVC-DC `.pth.tar` files and sevc's own."""
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Dict
 
@@ -66,3 +67,14 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     """Read `path` and load it into `model` (see `read_state_dict` and `load_weights`)."""
     load_weights(model, read_state_dict(path), strict=strict, source=str(path))
     return model
+
+
+def weights_id(*models: nn.Module) -> bytes:
+    """8 bytes identifying the weights of `models` (SHA-256 of their state_dicts' names and values),
+    recorded in sevc streams so that a decoder with other weights refuses them."""
+    digest = hashlib.sha256()
+    for model in models:
+        for key, value in model.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.digest()[:8]

@@ -1,6 +1,8 @@
 """Quantization step selection: the checkpoint's q anchors or 64 log-interpolated levels."""
 from __future__ import annotations
 
+from typing import List, Optional, Sequence, Tuple
+
 import numpy as np
 import torch
 
@@ -27,3 +29,34 @@ def q_scale(anchors: torch.Tensor, q_in_ckpt: bool, q_index: int) -> torch.Tenso
     if q_in_ckpt:
         return anchors.reshape(-1)[int(q_index)]
     return fine_q_scales(anchors)[int(q_index)]
+
+
+def rate_q_indexes(rate_num: int, anchor_num: int, i_q_indexes: Optional[Sequence[int]] = None,
+                   p_q_indexes: Optional[Sequence[int]] = None) -> Tuple[bool, List[int], List[int]]:
+    """The rates test.py evaluates: (q_in_ckpt, I-frame q indexes, P-frame q indexes).
+
+    Explicit I-frame indexes are fine levels (0..63); otherwise 4 rates with a checkpoint of 4
+    anchors use the anchors, and any other `rate_num` (2..64) fine levels spread evenly over
+    0..63. P-frames use the I-frame indexes unless given their own (fine levels).
+    """
+    def checked(indexes: Sequence[int], flag: str) -> List[int]:
+        if len(indexes) != rate_num:
+            raise ValueError(f"{flag} has {len(indexes)} values, --rate_num is {rate_num}")
+        bad = [q for q in indexes if not 0 <= q < FINE_LEVELS]
+        if bad:
+            raise ValueError(f"{flag}: q index {bad[0]} is out of range 0..{FINE_LEVELS - 1}")
+        return [int(q) for q in indexes]
+
+    if i_q_indexes is not None:
+        q_in_ckpt, i_list = False, checked(i_q_indexes, "--i_frame_q_indexes")
+    elif rate_num == anchor_num == 4:
+        q_in_ckpt, i_list = True, [0, 1, 2, 3]
+    elif 2 <= rate_num <= FINE_LEVELS:
+        q_in_ckpt, i_list = False, [int(q + 0.5) for q in np.linspace(0, FINE_LEVELS - 1, num=rate_num)]
+    else:
+        raise ValueError(f"--rate_num must be in 2..{FINE_LEVELS}, got {rate_num}")
+    if p_q_indexes is None:
+        return q_in_ckpt, i_list, list(i_list)
+    if q_in_ckpt:
+        raise ValueError("--p_frame_q_indexes are fine levels (0..63): give --i_frame_q_indexes too")
+    return q_in_ckpt, i_list, checked(p_q_indexes, "--p_frame_q_indexes")

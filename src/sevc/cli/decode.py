@@ -1,0 +1,106 @@
+"""decoder.py: decode an SEVC bitstream (sevc container or the published folder layout).
+
+Writes `OUT/full/im00001.png, ...` (full resolution) and `OUT/skim/im00001.png, ...` (the base
+layer's 4x-downsampled video), and with `--yuv` also `OUT/full.yuv` / `OUT/skim.yuv`.
+`--skim` decodes the base layer only: enhancement packets of a sevc stream are not even read.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+import torch
+from tqdm import tqdm
+
+from ..bitstream import StreamHeader, read_stream
+from ..checkpoint import weights_id
+from ..errors import CheckpointError
+from ..frames import read_frames, rgb_to_yuv420, write_png, yuv420_frame_bytes
+from ..intra import IntraNoAR
+from ..metrics import psnr
+from ..models import load_models
+from ..outputs import atomic_dir
+from ..sevc_model import SEVC
+from ..video import VideoCodec
+from .common import (add_input_args, add_model_args, check_frame_size, check_model_args, deterministic, devices, run,
+                     source_type)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Decode an SEVC bitstream")
+    add_input_args(parser, required=False)
+    add_model_args(parser)
+    parser.add_argument("-b", "--bin_path", type=str, required=True, help="a sevc file or an official stream folder")
+    parser.add_argument("-o", "--output_path", type=str, required=True, help="output folder")
+    parser.add_argument("--skim", action="store_true", help="decode only the base layer (4x-downsampled video)")
+    parser.add_argument("--yuv", action="store_true", help="also write raw YUV 4:2:0 files (full.yuv, skim.yuv)")
+    return parser.parse_args(argv)
+
+
+def decode_video(i_frame: IntraNoAR, p_frame: SEVC, bin_path: str | os.PathLike, out_path: str | os.PathLike,
+                 skim: bool = False, yuv: Optional[Tuple[str, str]] = None, refresh_interval: int = 32,
+                 sources: Optional[Iterable[torch.Tensor]] = None) -> Tuple[StreamHeader, str, List[float]]:
+    """Decode the stream at `bin_path` into `out_path` (written atomically): full/ and skim/ PNGs,
+    and with yuv=(matrix, range) full.yuv / skim.yuv. skim: base layer only. sources: the input
+    frames, to report PSNR. Returns the header, the stream kind and the per-frame PSNRs."""
+    header, frames, kind = read_stream(bin_path, skip_enhancement=skim, refresh_interval=refresh_interval)
+    check_frame_size(header.width, header.height)
+    if yuv:
+        yuv420_frame_bytes(header.width, header.height)
+        yuv420_frame_bytes(header.width // 4, header.height // 4)
+    if kind == "sevc" and header.weights_id != weights_id(i_frame, p_frame):
+        raise CheckpointError("the stream was encoded with other weights than these checkpoints "
+                              f"(stream {header.weights_id.hex()}, checkpoints {weights_id(i_frame, p_frame).hex()})")
+    device = next(i_frame.parameters()).device
+    codec = VideoCodec(i_frame, p_frame, header.intra_period, header.refresh_interval)
+    decoded = codec.decode(frames, header.height, header.width, header.q_index, header.fast, skim)
+    sources = iter(sources) if sources is not None else None
+    layers = ["skim"] if header.fast or skim else ["full", "skim"]
+    pixels = header.width * header.height
+    psnrs = []
+    with atomic_dir(out_path) as out, tqdm(total=len(frames), unit="frame", file=sys.stderr) as bar:
+        for layer in layers:
+            (out / layer).mkdir()
+        for index, (payloads, frame) in enumerate(zip(frames, decoded)):
+            pictures = {"full": frame.full, "skim": frame.skim}
+            for layer in layers:
+                write_png(pictures[layer], out / layer / f"im{index + 1:05d}.png")
+                if yuv:
+                    with open(out / f"{layer}.yuv", "ab") as f:
+                        f.write(rgb_to_yuv420(pictures[layer], *yuv))
+            status = "" if skim else f"{sum(len(p) for p in payloads) * 8 / pixels:.4f} bpp"
+            if sources is not None and frame.full is not None:
+                psnrs.append(psnr(frame.full, next(sources).to(device)))
+                status += f" {psnrs[-1]:.2f} dB"
+            bar.set_postfix_str(status)
+            bar.update()
+    return header, kind, psnrs
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    check_model_args(args)
+    deterministic()
+    device = devices(args.cuda)[0]
+    i_frame, p_frame = load_models(args.i_frame_model_path, args.p_frame_model_path, device, args.ec_thread,
+                                   args.stream_part_i, args.stream_part_p)
+    sources = None
+    if args.input_path:
+        header, _, _ = read_stream(args.bin_path, skip_enhancement=True, refresh_interval=args.refresh_interval)
+        sources = read_frames(args.input_path, source_type(args), header.width, header.height, header.frame_count,
+                              args.yuv_matrix, args.yuv_range)
+    yuv = (args.yuv_matrix, args.yuv_range) if args.yuv else None
+    header, kind, psnrs = decode_video(i_frame, p_frame, args.bin_path, args.output_path, args.skim, yuv,
+                                       args.refresh_interval, sources)
+    layers = "skim" if header.fast or args.skim else "full and skim"
+    quality = f", {sum(psnrs) / len(psnrs):.2f} dB PSNR" if psnrs else ""
+    print(f"decoded {header.frame_count} frames ({kind} stream, {layers}) of {header.width}x{header.height}"
+          f"{quality} -> {Path(args.output_path)}")
+    return 0
+
+
+def entry() -> int:
+    return run(main)

@@ -1,0 +1,123 @@
+"""test.py: rate-distortion evaluation of a test configuration (estimated bits, as published).
+
+Every (sequence, rate) pair is one job; `--worker N` runs them in N processes, each with its
+own copy of the models, on the GPUs round-robin (`--cuda 1`) or on the CPU. A failing sequence
+is reported by name; the others still finish and are written.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+from tqdm import tqdm
+
+from ..errors import SevcError
+from ..evaluation import Job, evaluate_sequence, load_test_config
+from ..models import anchor_count, load_models
+from ..outputs import atomic_file
+from ..quantization import rate_q_indexes
+from .common import add_model_args, check_model_args, deterministic, devices, run
+
+_MODELS = None  # (i_frame, p_frame) of this process
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="SEVC rate-distortion evaluation (estimated bits)")
+    add_model_args(parser, cuda_default=False)
+    parser.add_argument("--rate_num", type=int, default=4, help="number of rates (2..64)")
+    parser.add_argument("--i_frame_q_indexes", type=int, nargs="+", help="fine q levels (0..63), one per rate")
+    parser.add_argument("--p_frame_q_indexes", type=int, nargs="+", help="fine q levels for P-frames, one per rate")
+    parser.add_argument("--test_config", type=str, required=True, help="test configuration JSON")
+    parser.add_argument("--worker", "-w", type=int, default=1, help="worker processes")
+    parser.add_argument("--output_path", type=str, required=True, help="result JSON")
+    parser.add_argument("--ratio", type=float, default=4.0, help="base-layer downsampling ratio (SEVC: 4)")
+    return parser.parse_args(argv)
+
+
+def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> None:
+    global _MODELS
+    deterministic()
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    _MODELS = load_models(args.i_frame_model_path, args.p_frame_model_path, device_list[index % len(device_list)],
+                          args.ec_thread, args.stream_part_i, args.stream_part_p)
+
+
+def _run_job(job: Job, refresh_interval: int) -> Tuple[Job, Optional[Dict], Optional[str]]:
+    try:
+        return job, evaluate_sequence(*_MODELS, job, refresh_interval), None
+    except (SevcError, ValueError, OSError, RuntimeError) as exc:
+        return job, None, f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc)
+
+
+def _jobs(args: argparse.Namespace, anchor_num: int) -> List[Job]:
+    q_in_ckpt, i_indexes, p_indexes = rate_q_indexes(args.rate_num, anchor_num, args.i_frame_q_indexes,
+                                                     args.p_frame_q_indexes)
+    kind = "checkpoint anchors" if q_in_ckpt else "q indexes"
+    print(f"testing {args.rate_num} rates, {kind}: I {i_indexes}, P {p_indexes}")
+    return [Job(seq, rate, q_in_ckpt, i_indexes[rate], p_indexes[rate])
+            for seq in load_test_config(args.test_config) for rate in range(args.rate_num)]
+
+
+def _execute(args, jobs: List[Job], device_list: List[str]):
+    if args.worker == 1:
+        _init_worker(args, device_list, multiprocessing.Value("i", 0))
+        for job in jobs:
+            yield _run_job(job, args.refresh_interval)
+        return
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("i", 0)
+    with concurrent.futures.ProcessPoolExecutor(args.worker, mp_context=context, initializer=_init_worker,
+                                                initargs=(args, device_list, counter)) as pool:
+        futures = [pool.submit(_run_job, job, args.refresh_interval) for job in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    begin = time.time()
+    args = parse_args(argv)
+    check_model_args(args)
+    if args.worker < 1:
+        raise SevcError(f"--worker must be at least 1, got {args.worker}")
+    if args.ratio != 4:
+        raise SevcError("SEVC's base layer is 4x downsampled; --ratio must be 4")
+    deterministic()
+    device_list = devices(args.cuda)
+    jobs = _jobs(args, anchor_count(args.i_frame_model_path))
+    results: Dict[Tuple[str, str, int], Dict] = {}
+    failures = []
+    with tqdm(total=len(jobs), unit="job", file=sys.stderr) as bar:
+        for job, record, error in _execute(args, jobs, device_list):
+            seq = job.sequence
+            if error is None:
+                results[(seq.dataset, seq.name, job.rate_index)] = record
+                bar.set_postfix_str(f"{seq.name} q{job.rate_index}: {record['ave_all_frame_bpp']:.4f} bpp "
+                                    f"{record['ave_all_frame_psnr']:.2f} dB")
+            else:
+                failures.append(f"{seq.dataset}/{seq.name} rate {job.rate_index}: {error}")
+                tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
+            bar.update()
+    log: Dict[str, Dict[str, Dict[str, Dict]]] = {}
+    for job in jobs:
+        key = (job.sequence.dataset, job.sequence.name, job.rate_index)
+        if key in results:
+            log.setdefault(key[0], {}).setdefault(key[1], {})[f"{key[2]:03d}"] = results[key]
+    with atomic_file(args.output_path) as path:
+        path.write_text(json.dumps(log, indent=2))
+    frames = sum(job.sequence.frames for job in jobs)
+    print(f"tested {frames} frames from {len(jobs) // args.rate_num} sequences x {args.rate_num} rates "
+          f"in {(time.time() - begin) / 60:.1f} min; results in {args.output_path}")
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def entry() -> int:
+    return run(main)

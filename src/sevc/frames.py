@@ -1,0 +1,189 @@
+"""Reading and writing video frames: PNG folders and raw 8-bit YUV 4:2:0 files.
+
+Frames are tensors [1, 3, H, W], float32 RGB in [0, 1] (PNG pixels / 255). PNG folders hold
+`im00001.png, im00002.png, ...` (or `im1.png, im2.png, ...`), as the published scripts read them.
+A raw `.yuv` file holds planar Y, U, V frames back to back (U and V at half width and height);
+it is converted with the BT.601 or BT.709 matrix, limited ("tv", Y in 16..235) or full range.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import SevcError
+
+SOURCE_TYPES = ("png", "yuv420")
+COLOR_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}  # (Kr, Kb)
+COLOR_RANGES = ("limited", "full")
+
+
+class FrameError(SevcError):
+    """Input frames that are missing, mis-named, of the wrong size or too few."""
+
+
+def _png_name(folder: Path) -> str:
+    """The naming pattern of a PNG folder: 'im{:05d}.png' or 'im{}.png'."""
+    if (folder / "im00001.png").is_file():
+        return "im{:05d}.png"
+    if (folder / "im1.png").is_file():
+        return "im{}.png"
+    raise FrameError(f"{folder}: no first frame (expected im00001.png or im1.png)")
+
+
+def count_png_frames(folder: str | os.PathLike) -> int:
+    """Number of consecutive frames im00001.png, im00002.png, ... in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FrameError(f"input folder not found: {folder}")
+    pattern = _png_name(folder)
+    count = 0
+    while (folder / pattern.format(count + 1)).is_file():
+        count += 1
+    return count
+
+
+def read_png(path: str | os.PathLike) -> torch.Tensor:
+    """One PNG as [1, 3, H, W] float32 RGB in [0, 1]."""
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    except (OSError, SyntaxError) as exc:
+        raise FrameError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1) / 255.0))[None]
+
+
+def write_png(frame: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write a [1, 3, H, W] frame in [0, 1] as an 8-bit RGB PNG (values rounded)."""
+    rgb = frame[0].detach().cpu().clamp(0, 1).numpy().transpose(1, 2, 0)
+    Image.fromarray(np.rint(rgb * 255).astype(np.uint8)).save(path)
+
+
+def _sized(frame: torch.Tensor, width: int, height: int, what: str) -> torch.Tensor:
+    h, w = frame.shape[2:]
+    if (w, h) != (width, height):
+        raise FrameError(f"{what} is {w}x{h}, expected {width}x{height}")
+    return frame
+
+
+def read_png_folder(folder: str | os.PathLike, width: int, height: int,
+                    frames: Optional[int] = None) -> Iterator[torch.Tensor]:
+    """Frames of a PNG folder, checked to be width x height; frames=None: all of them.
+
+    Raises FrameError at once (not when iterating) if fewer than `frames` frames exist or the
+    first one has another size.
+    """
+    folder = Path(folder)
+    available = count_png_frames(folder)
+    if frames is not None and available < frames:
+        raise FrameError(f"{folder} holds {available} frames, {frames} were asked for")
+    paths = [folder / _png_name(folder).format(index + 1) for index in range(available if frames is None else frames)]
+    if paths:
+        _sized(read_png(paths[0]), width, height, str(paths[0]))
+    return (_sized(read_png(path), width, height, str(path)) for path in paths)
+
+
+def yuv420_frame_bytes(width: int, height: int) -> int:
+    if width % 2 or height % 2:
+        raise FrameError(f"YUV 4:2:0 needs an even width and height, got {width}x{height}")
+    return width * height * 3 // 2
+
+
+def count_yuv420_frames(path: str | os.PathLike, width: int, height: int) -> int:
+    """Number of whole width x height frames in a raw YUV 4:2:0 file."""
+    if not os.path.isfile(path):
+        raise FrameError(f"input file not found: {path}")
+    size = os.path.getsize(path)
+    frame_bytes = yuv420_frame_bytes(width, height)
+    if size % frame_bytes:
+        raise FrameError(f"{path}: {size} bytes is not a whole number of {width}x{height} YUV 4:2:0 frames")
+    return size // frame_bytes
+
+
+def _color_constants(matrix: str, color_range: str):
+    if matrix not in COLOR_MATRICES:
+        raise FrameError(f"unknown color matrix {matrix!r} (choose from {', '.join(COLOR_MATRICES)})")
+    if color_range not in COLOR_RANGES:
+        raise FrameError(f"unknown color range {color_range!r} (choose from {', '.join(COLOR_RANGES)})")
+    kr, kb = COLOR_MATRICES[matrix]
+    # (offset, scale) of luma and chroma in 8-bit code values
+    luma, chroma = ((16.0, 219.0), (128.0, 224.0)) if color_range == "limited" else ((0.0, 255.0), (128.0, 255.0))
+    return kr, kb, luma, chroma
+
+
+def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: str = "bt601",
+                  color_range: str = "limited") -> torch.Tensor:
+    """8-bit planes (Y [H, W], U and V [H/2, W/2]) to RGB [1, 3, H, W] in [0, 1].
+
+    Chroma is upsampled by repeating each sample over its 2x2 block.
+    """
+    kr, kb, (y_off, y_scale), (c_off, c_scale) = _color_constants(matrix, color_range)
+    luma = (y.astype(np.float64) - y_off) / y_scale
+    cb = (np.repeat(np.repeat(u, 2, 0), 2, 1).astype(np.float64) - c_off) / c_scale
+    cr = (np.repeat(np.repeat(v, 2, 0), 2, 1).astype(np.float64) - c_off) / c_scale
+    r = luma + 2 * (1 - kr) * cr
+    b = luma + 2 * (1 - kb) * cb
+    g = (luma - kr * r - kb * b) / (1 - kr - kb)
+    rgb = np.clip(np.stack([r, g, b]), 0, 1).astype(np.float32)
+    return torch.from_numpy(rgb)[None]
+
+
+def rgb_to_yuv420(frame: torch.Tensor, matrix: str = "bt601", color_range: str = "limited") -> bytes:
+    """A [1, 3, H, W] frame in [0, 1] as 8-bit planar YUV 4:2:0 bytes (chroma: mean of each 2x2 block)."""
+    kr, kb, (y_off, y_scale), (c_off, c_scale) = _color_constants(matrix, color_range)
+    r, g, b = frame[0].detach().cpu().double().clamp(0, 1).numpy()
+    height, width = r.shape
+    yuv420_frame_bytes(width, height)
+    luma = kr * r + (1 - kr - kb) * g + kb * b
+    cb = (b - luma) / (2 * (1 - kb))
+    cr = (r - luma) / (2 * (1 - kr))
+
+    def half(plane):
+        return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+
+    planes = (luma * y_scale + y_off, half(cb) * c_scale + c_off, half(cr) * c_scale + c_off)
+    return b"".join(np.clip(np.rint(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
+
+
+def read_yuv420(path: str | os.PathLike, width: int, height: int, frames: Optional[int] = None,
+                matrix: str = "bt601", color_range: str = "limited") -> Iterator[torch.Tensor]:
+    """Frames of a raw 8-bit YUV 4:2:0 file as RGB; frames=None: all of them."""
+    available = count_yuv420_frames(path, width, height)
+    if frames is not None and available < frames:
+        raise FrameError(f"{path} holds {available} frames of {width}x{height}, {frames} were asked for")
+    _color_constants(matrix, color_range)
+    return _yuv420_frames(path, width, height, available if frames is None else frames, matrix, color_range)
+
+
+def _yuv420_frames(path, width: int, height: int, frames: int, matrix: str, color_range: str) -> Iterator[torch.Tensor]:
+    luma_bytes, chroma_bytes = width * height, width * height // 4
+    with open(path, "rb") as f:
+        for _ in range(frames):
+            data = np.frombuffer(f.read(yuv420_frame_bytes(width, height)), dtype=np.uint8)
+            y = data[:luma_bytes].reshape(height, width)
+            u = data[luma_bytes:luma_bytes + chroma_bytes].reshape(height // 2, width // 2)
+            v = data[luma_bytes + chroma_bytes:].reshape(height // 2, width // 2)
+            yield yuv420_to_rgb(y, u, v, matrix, color_range)
+
+
+def read_frames(source: str | os.PathLike, src_type: str, width: int, height: int, frames: Optional[int] = None,
+                matrix: str = "bt601", color_range: str = "limited") -> Iterator[torch.Tensor]:
+    """Frames of a PNG folder (src_type 'png') or a raw YUV file ('yuv420'), see the readers."""
+    if src_type == "png":
+        return read_png_folder(source, width, height, frames)
+    if src_type == "yuv420":
+        return read_yuv420(source, width, height, frames, matrix, color_range)
+    raise FrameError(f"unknown source type {src_type!r} (choose from {', '.join(SOURCE_TYPES)})")
+
+
+def available_frames(source: str | os.PathLike, src_type: str, width: int, height: int) -> int:
+    """How many frames `source` holds."""
+    if src_type == "png":
+        return count_png_frames(source)
+    if src_type == "yuv420":
+        return count_yuv420_frames(source, width, height)
+    raise FrameError(f"unknown source type {src_type!r} (choose from {', '.join(SOURCE_TYPES)})")

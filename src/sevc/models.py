@@ -1,0 +1,69 @@
+"""Building the two SEVC models (I-frame and P-frame) from checkpoints, or stand-in weights."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+
+from .checkpoint import load_checkpoint, read_state_dict
+from .errors import CheckpointError
+from .intra import IntraNoAR
+from .sevc_model import SEVC
+
+DEFAULT_CKPT_DIR = Path("ckpt")
+I_FRAME_CKPT = "cvpr2023_i_frame.pth.tar"
+P_FRAME_CKPT = "cvpr2025_p_frame.pth.tar"
+
+
+def default_checkpoint(name: str, ckpt_dir: Optional[Path] = None) -> Path:
+    return (ckpt_dir or DEFAULT_CKPT_DIR) / name
+
+
+def anchor_count(i_frame_path: Optional[str | os.PathLike] = None) -> int:
+    """How many q anchors (rates) the I-frame checkpoint holds."""
+    path = i_frame_path or default_checkpoint(I_FRAME_CKPT)
+    _check_exists(path)
+    state = read_state_dict(path)
+    if "q_scale_enc" not in state:
+        raise CheckpointError(f"{path} is not an I-frame checkpoint (no q_scale_enc)")
+    return state["q_scale_enc"].shape[0]
+
+
+def _check_exists(path) -> None:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path} (see ckpt/README.md for the official weights)")
+
+
+def load_models(i_frame_path: Optional[str | os.PathLike] = None, p_frame_path: Optional[str | os.PathLike] = None,
+                device: str | torch.device = "cpu", ec_thread: bool = False, stream_part_i: int = 1,
+                stream_part_p: int = 1) -> Tuple[IntraNoAR, SEVC]:
+    """The I-frame and P-frame models in eval mode on `device`, entropy coders built.
+
+    Paths default to `ckpt/cvpr2023_i_frame.pth.tar` and `ckpt/cvpr2025_p_frame.pth.tar`.
+    """
+    paths = (i_frame_path or default_checkpoint(I_FRAME_CKPT), p_frame_path or default_checkpoint(P_FRAME_CKPT))
+    for path in paths:
+        _check_exists(path)
+    i_frame = load_checkpoint(IntraNoAR(ec_thread=ec_thread, stream_part=stream_part_i), paths[0])
+    p_frame = load_checkpoint(SEVC(ec_thread=ec_thread, stream_part=stream_part_p), paths[1])
+    return _ready(i_frame, device), _ready(p_frame, device)
+
+
+def stand_in_models(seed: int = 0, device: str | torch.device = "cpu") -> Tuple[IntraNoAR, SEVC]:
+    """Untrained models with deterministic weights (PyTorch's default initialisation under
+    `torch.manual_seed(seed)`): they run every code path, but reconstruct noise."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        i_frame, p_frame = IntraNoAR(), SEVC()
+    finally:
+        torch.random.set_rng_state(state)
+    return _ready(i_frame, device), _ready(p_frame, device)
+
+
+def _ready(model, device):
+    model = model.to(device).eval()
+    model.update(force=True)
+    return model

@@ -1,0 +1,118 @@
+"""Bad input to the tools: one clear `error:` line, exit status 1, no output left behind."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from sevc.cli import decode, encode, evaluate
+
+from conftest import CLI_CASE, FIXTURES, assert_clear_error, cli, model_args, requires_reference
+
+pytestmark = requires_reference
+FRAMES = FIXTURES / CLI_CASE / "frames"
+
+
+def encoder(tmp_path, ckpt, capsys, *args, size=(128, 128), source=FRAMES):
+    out = tmp_path / "out.sevc"
+    result = cli(encode.main, ["-i", source, "--width", size[0], "--height", size[1], "-b", out,
+                               *model_args(ckpt), *args], capsys)
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
+    return result
+
+
+def test_encoder_missing_input(tmp_path, ckpt, capsys):
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 3, source=tmp_path / "nothing"), "not found")
+
+
+def test_encoder_misnamed_frames(tmp_path, ckpt, capsys):
+    (tmp_path / "frames").mkdir()
+    shutil.copy(FRAMES / "im00001.png", tmp_path / "frames" / "frame_1.png")
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 3, source=tmp_path / "frames"),
+                       "expected im00001.png")
+
+
+def test_encoder_size_mismatch(tmp_path, ckpt, capsys):
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 3, size=(130, 128)), "is 128x128, expected 130x128")
+
+
+def test_encoder_fewer_frames_than_asked(tmp_path, ckpt, capsys):
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 3, "-f", 9), "holds 5 frames, 9 were asked for")
+
+
+def test_encoder_q_out_of_range(tmp_path, ckpt, capsys):
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 64), "0..63")
+
+
+def test_encoder_too_small_frames(tmp_path, ckpt, capsys):
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 1, size=(48, 128)), "at least 64x64")
+
+
+def test_encoder_yuv_file_of_the_wrong_size(tmp_path, ckpt, capsys):
+    (tmp_path / "clip.yuv").write_bytes(bytes(128 * 128 * 3 // 2 + 5))
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 1, source=tmp_path / "clip.yuv"),
+                       "not a whole number")
+
+
+def test_encoder_wrong_and_missing_checkpoints(tmp_path, ckpt, capsys):
+    out = tmp_path / "out.sevc"
+    args = ["-i", FRAMES, "--width", 128, "--height", 128, "-q", 1, "-b", out, "--cuda", "0"]
+    wrong = ["--i_frame_model_path", ckpt / "i.pth.tar", "--p_frame_model_path", ckpt / "i.pth.tar"]
+    assert_clear_error(cli(encode.main, args + wrong, capsys), "does not fit SEVC", "missing keys")
+    missing = ["--i_frame_model_path", tmp_path / "none.pth.tar", "--p_frame_model_path", ckpt / "p.pth.tar"]
+    assert_clear_error(cli(encode.main, args + missing, capsys), "checkpoint not found")
+    (tmp_path / "junk.pth.tar").write_bytes(b"not a checkpoint")
+    junk = ["--i_frame_model_path", tmp_path / "junk.pth.tar", "--p_frame_model_path", ckpt / "p.pth.tar"]
+    assert_clear_error(cli(encode.main, args + junk, capsys), "not a readable PyTorch checkpoint")
+    assert not out.exists()
+
+
+def test_encoder_output_path_that_cannot_be_written(tmp_path, ckpt, capsys):
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = cli(encode.main, ["-i", FRAMES, "--width", 128, "--height", 128, "-q", 1, "-f", 1,
+                               "-b", tmp_path / "file" / "out.sevc", *model_args(ckpt)], capsys)
+    assert_clear_error(result, "cannot create")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "truncated"),
+    (b"RIFF" + bytes(60), "not a sevc stream"),
+    (b"SEVC\x07" + bytes(60), "unsupported sevc stream version 7"),
+])
+def test_decoder_unknown_or_truncated_streams(tmp_path, ckpt, capsys, content, message):
+    (tmp_path / "s.sevc").write_bytes(content)
+    result = cli(decode.main, ["-b", tmp_path / "s.sevc", "-o", tmp_path / "out", *model_args(ckpt)], capsys)
+    assert_clear_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_decoder_missing_stream_and_folder_without_header(tmp_path, ckpt, capsys):
+    result = cli(decode.main, ["-b", tmp_path / "none.sevc", "-o", tmp_path / "out", *model_args(ckpt)], capsys)
+    assert_clear_error(result, "stream not found")
+    result = cli(decode.main, ["-b", tmp_path, "-o", tmp_path / "out", *model_args(ckpt)], capsys)
+    assert_clear_error(result, "without headers.bin")
+
+
+def test_official_stream_with_a_truncated_frame(tmp_path, ckpt, capsys):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "headers.bin").write_bytes((-1).to_bytes(4, "big", signed=True) + (128).to_bytes(4, "big") * 2
+                                         + (1).to_bytes(4, "big") + (0).to_bytes(4, "big"))
+    (folder / "0.bin").write_bytes((100).to_bytes(4, "big") + bytes(10))
+    result = cli(decode.main, ["-b", folder, "-o", tmp_path / "out", *model_args(ckpt)], capsys)
+    assert_clear_error(result, "0.bin is truncated")
+
+
+def test_test_py_bad_config_and_q_indexes(tmp_path, ckpt, capsys):
+    base = ["--output_path", tmp_path / "r.json", *model_args(ckpt)]
+    (tmp_path / "bad.json").write_text("{")
+    assert_clear_error(cli(evaluate.main, ["--test_config", tmp_path / "bad.json", *base], capsys), "not valid JSON")
+    (tmp_path / "c.json").write_text(json.dumps({"root_path": ".", "test_classes": {"x": {"test": 1}}}))
+    assert_clear_error(cli(evaluate.main, ["--test_config", tmp_path / "c.json", *base], capsys),
+                       "test class x: missing \"src_type\"")
+    assert_clear_error(cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--p_frame_q_indexes", 1, 2, 3, 4,
+                                           *base], capsys), "give --i_frame_q_indexes too")
+    assert_clear_error(cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--rate_num", 2,
+                                           "--i_frame_q_indexes", 1, 70, *base], capsys), "q index 70")
+    assert not (tmp_path / "r.json").exists()
