@@ -17,6 +17,7 @@ from .codec_base import EntropyCodedModel
 from .layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv
 from .motion import ME_Spynet, OffsetDiversity, downsample2x, flow_warp
 from .padding import crop, downsampled_shape
+from .quantization import quantize, rate_proxy
 from .spatial_prior import FourPartPrior
 from .temporal_context import (CH_4X, CH_8X, CH_16X, CH_1X, ContextualDecoder, ContextualEncoder,
                                FeatureExtractor, MultiScaleContextFusion, ReconGeneration, adapt_reference)
@@ -195,18 +196,21 @@ class BaseLayerCodec(EntropyCodedModel):
         """Everything the encoder computes: latents, their priors and the new dpb."""
         mv_q_enc, mv_q_dec, y_q_enc, y_q_dec = self.q_steps(q_in_ckpt, q_index)
         mv_y = self.mv_encoder(self.optic_flow(x, dpb["ref_frame"]), dpb["ref_mv_feature"], mv_q_enc)
-        mv_z_hat = torch.round(self.mv_hyper_prior_encoder(self.pad_latent(mv_y)))
-        mv_coded = self.mv_prior.forward(mv_y, self._mv_params(mv_z_hat, dpb, *mv_y.shape[2:]))
+        mv_z = self.mv_hyper_prior_encoder(self.pad_latent(mv_y))
+        mv_z_hat = quantize(mv_z, self.training)
+        mv_coded = self.mv_prior.forward(mv_y, self._mv_params(mv_z_hat, dpb, *mv_y.shape[2:]), self.training)
         mv_hat, mv_feature = self.mv_decoder(mv_coded.y_hat, mv_q_dec)
         contexts = self._contexts(dpb, mv_hat, frame_index)
         y = self.contextual_encoder(x, *contexts, y_q_enc)
-        z_hat = torch.round(self.contextual_hyper_prior_encoder(self.pad_latent(y)))
-        y_coded = self.y_prior.forward(y, self._y_params(z_hat, dpb, contexts[2], *y.shape[2:]))
+        z = self.contextual_hyper_prior_encoder(self.pad_latent(y))
+        z_hat = quantize(z, self.training)
+        y_coded = self.y_prior.forward(y, self._y_params(z_hat, dpb, contexts[2], *y.shape[2:]), self.training)
         new_dpb = self._decoded_dpb(y_coded.y_hat, mv_coded.y_hat, mv_hat, mv_feature, contexts, y_q_dec)
-        return mv_z_hat, z_hat, mv_coded, y_coded, new_dpb
+        return (rate_proxy(mv_z, mv_z_hat, self.training), rate_proxy(z, z_hat, self.training), mv_coded, y_coded,
+                new_dpb)
 
     def forward(self, x, dpb, q_in_ckpt: bool = False, q_index: int = 0, frame_index: int = 0):
-        """Test path: (new dpb, estimated bits as a float)."""
+        """Test path and training: (new dpb, estimated bits of the batch, a 0-d tensor)."""
         mv_z_hat, z_hat, mv_coded, y_coded, new_dpb = self._analyze(x, dpb, q_in_ckpt, q_index, frame_index)
         pixels = x.shape[2] * x.shape[3]
         bpp = sum(torch.sum(bits, dim=(1, 2, 3)) / pixels for bits in (
@@ -215,7 +219,7 @@ class BaseLayerCodec(EntropyCodedModel):
             self.latent_model.bits(mv_coded.y_q, mv_coded.scales),
             self.bit_estimator_z_mv.bits(mv_z_hat),
         ))
-        return new_dpb, (torch.sum(bpp) * pixels).item()
+        return new_dpb, torch.sum(bpp) * pixels
 
     def compress(self, x, dpb, q_in_ckpt: bool, q_index: int, frame_index: int):
         """(new dpb, base-layer payload bytes)."""

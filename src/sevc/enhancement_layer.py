@@ -77,15 +77,17 @@ class EnhancementLayerCodec(EntropyCodedModel):
     def _analyze(self, x, contexts, latent_prior, ref_ys, q_in_ckpt, q_index):
         y_q_enc, y_q_dec = self.q_steps(q_in_ckpt, q_index)
         y = self.contextual_encoder(x, *contexts, y_q_enc)
-        coded = self.y_prior.forward(y, self._params(contexts, latent_prior, ref_ys))
+        coded = self.y_prior.forward(y, self._params(contexts, latent_prior, ref_ys), self.training)
         return coded, self._decoded_dpb(coded.y_hat, contexts, ref_ys, y_q_dec)
 
     def forward(self, x, contexts, latent_prior, ref_ys, q_in_ckpt: bool = False, q_index: int = 0):
-        """Test path: (new dpb, estimated bits). x [1, 3, H, W]; its reconstruction is not clamped."""
+        """Test path and training: (new dpb, estimated bits of the batch, a 0-d tensor).
+
+        x [B, 3, H, W]; its reconstruction is not clamped."""
         coded, new_dpb = self._analyze(x, contexts, latent_prior, ref_ys, q_in_ckpt, q_index)
         pixels = x.shape[2] * x.shape[3]
         bpp = torch.sum(self.latent_model.bits(coded.y_q, coded.scales), dim=(1, 2, 3)) / pixels
-        return new_dpb, (torch.sum(bpp) * pixels).item()
+        return new_dpb, torch.sum(bpp) * pixels
 
     def compress(self, x, contexts, latent_prior, ref_ys, q_in_ckpt: bool, q_index: int):
         coded, new_dpb = self._analyze(x, contexts, latent_prior, ref_ys, q_in_ckpt, q_index)

@@ -150,18 +150,21 @@ def rgb_to_yuv420(frame: torch.Tensor, matrix: str = "bt601", color_range: str =
 
 
 def read_yuv420(path: str | os.PathLike, width: int, height: int, frames: Optional[int] = None,
-                matrix: str = "bt601", color_range: str = "limited") -> Iterator[torch.Tensor]:
-    """Frames of a raw 8-bit YUV 4:2:0 file as RGB; frames=None: all of them."""
-    available = count_yuv420_frames(path, width, height)
+                matrix: str = "bt601", color_range: str = "limited", start: int = 0) -> Iterator[torch.Tensor]:
+    """Frames start, start + 1, ... of a raw 8-bit YUV 4:2:0 file as RGB; frames=None: all the rest."""
+    available = count_yuv420_frames(path, width, height) - start
     if frames is not None and available < frames:
-        raise FrameError(f"{path} holds {available} frames of {width}x{height}, {frames} were asked for")
+        raise FrameError(f"{path} holds {available} frames of {width}x{height} from frame {start}, "
+                         f"{frames} were asked for")
     _color_constants(matrix, color_range)
-    return _yuv420_frames(path, width, height, available if frames is None else frames, matrix, color_range)
+    return _yuv420_frames(path, width, height, start, available if frames is None else frames, matrix, color_range)
 
 
-def _yuv420_frames(path, width: int, height: int, frames: int, matrix: str, color_range: str) -> Iterator[torch.Tensor]:
+def _yuv420_frames(path, width: int, height: int, start: int, frames: int, matrix: str,
+                   color_range: str) -> Iterator[torch.Tensor]:
     luma_bytes, chroma_bytes = width * height, width * height // 4
     with open(path, "rb") as f:
+        f.seek(start * yuv420_frame_bytes(width, height))
         for _ in range(frames):
             data = np.frombuffer(f.read(yuv420_frame_bytes(width, height)), dtype=np.uint8)
             y = data[:luma_bytes].reshape(height, width)

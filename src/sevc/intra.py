@@ -14,6 +14,7 @@ from torch import nn
 from .codec_base import EntropyCodedModel
 from .layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, UNet, conv3x3
 from .padding import crop, downsampled_shape, pad_to_multiple
+from .quantization import quantize, rate_proxy
 from .spatial_prior import FourPartPrior
 
 FRAME_PAD = 16  # frames are replicate-padded to multiples of 16
@@ -114,9 +115,10 @@ class IntraNoAR(EntropyCodedModel):
 
     def _analyze(self, x: torch.Tensor, q_enc: torch.Tensor):
         y = self.enc(x, q_enc)
-        z_hat = torch.round(self.hyper_enc(self.pad_latent(y)))
+        z = self.hyper_enc(self.pad_latent(y))
+        z_hat = quantize(z, self.training)
         params = self._prior_params(z_hat, y.shape[2], y.shape[3])
-        return y, z_hat, self.prior.forward(y, params)
+        return y, rate_proxy(z, z_hat, self.training), self.prior.forward(y, params, self.training)
 
     def _synthesize(self, y_hat: torch.Tensor, q_dec: torch.Tensor) -> torch.Tensor:
         return self.refine(self.dec(y_hat, q_dec))

@@ -60,3 +60,21 @@ def rate_q_indexes(rate_num: int, anchor_num: int, i_q_indexes: Optional[Sequenc
     if q_in_ckpt:
         raise ValueError("--p_frame_q_indexes are fine levels (0..63): give --i_frame_q_indexes too")
     return q_in_ckpt, i_list, checked(p_q_indexes, "--p_frame_q_indexes")
+
+
+def quantize(x: torch.Tensor, training: bool = False) -> torch.Tensor:
+    """Rounding of a latent for the decoder: plain at inference, straight-through in training
+    (forward rounds, backward passes the gradient unchanged)."""
+    if not training:
+        return torch.round(x)
+    return x + (torch.round(x) - x).detach()
+
+
+def rate_proxy(x: torch.Tensor, x_q: torch.Tensor, training: bool = False,
+               mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """What the rate is estimated on: the rounded latent x_q at inference; in training x plus
+    uniform noise in [-0.5, 0.5) (only where `mask` is 1), the differentiable proxy of rounding."""
+    if not training:
+        return x_q
+    noise = torch.empty_like(x).uniform_(-0.5, 0.5)
+    return x + (noise if mask is None else noise * mask)

@@ -15,6 +15,8 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from .quantization import quantize, rate_proxy
+
 SCHEDULE = ((0, 1, 2, 3), (3, 2, 1, 0), (2, 3, 0, 1), (1, 0, 3, 2))
 GROUPS = 4
 
@@ -82,8 +84,12 @@ class FourPartPrior:
         """The per-element quantization step (floored at 0.5) from the common params."""
         return torch.clamp_min(common_params.chunk(3, 1)[0], 0.5)
 
-    def forward(self, y: torch.Tensor, common_params: torch.Tensor) -> PriorOutput:
-        """Quantize y [B, C, H, W] step by step (test path and compress)."""
+    def forward(self, y: torch.Tensor, common_params: torch.Tensor, training: bool = False) -> PriorOutput:
+        """Quantize y [B, C, H, W] step by step (test path and compress).
+
+        training: straight-through rounding for y_hat, and y_q the noisy residuals (the rate
+        proxy, see `sevc.quantization`) instead of the rounded ones.
+        """
         quant_step = self.quant_step(common_params)
         y_groups = (y / quant_step).chunk(GROUPS, 1)
         q_parts = [[] for _ in range(GROUPS)]
@@ -95,8 +101,10 @@ class FourPartPrior:
             for g, mask in enumerate(masks):
                 scales_hat = scales[g] * mask
                 means_hat = means[g] * mask
-                y_q = torch.round((y_groups[g] - means_hat) * mask)
+                residual = (y_groups[g] - means_hat) * mask
+                y_q = quantize(residual, training)
                 hats.append(y_q + means_hat)
+                y_q = rate_proxy(residual, y_q, training, mask)
                 q_parts[g].append(y_q)
                 s_parts[g].append(scales_hat)
                 step_q = step_q + y_q

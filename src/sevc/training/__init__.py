@@ -1,0 +1,1 @@
+"""Training and fine-tuning SEVC: data, the paper's losses (Eq. 4 and 5), stages, the loop."""

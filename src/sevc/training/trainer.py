@@ -1,0 +1,224 @@
+"""The training loop: one stage, single process or under torchrun (PyTorch DDP), resumable.
+
+A stage configuration (JSON, see train_configs/) holds:
+
+    stage              i_frame | base | augment | joint
+    data               {"type": "vimeo90k", "root", ["list"]} or {"type": "folders", "root", ...}
+    sequence_length    frames per clip (I-frame + P-frames; 1 is enough for i_frame)
+    crop               [h, w], multiples of 16
+    batch_size         clips per step, over all processes
+    steps              optimizer steps of the stage
+    lr, lr_milestones, lr_gamma    Adam learning rate, multiplied by lr_gamma at each milestone step
+    lambdas, frame_weights, layer_weight    the objective (sevc.training.losses)
+    init               {"i_frame": path or null, "p_frame": path or null}: weights to start from
+    save_every, log_every, num_workers, seed
+
+The output folder receives `i_frame.pth.tar` and `p_frame.pth.tar` (state_dicts with the official
+checkpoints' keys: test.py, encoder.py and decoder.py load them), `train_state.pt` (optimizer,
+scheduler, step, random states: `--resume` continues exactly where it stopped) and `log.jsonl`.
+Each step trains one q anchor (step % 4) with its lambda.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint
+from ..errors import SevcError
+from ..intra import IntraNoAR
+from ..outputs import atomic_file
+from ..sevc_model import SEVC
+from .data import build_dataset
+from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
+from .stages import OBJECTIVES, STAGES, StageModel
+
+DEFAULTS = {
+    "sequence_length": 6, "crop": [256, 256], "batch_size": 8, "steps": 100000, "lr": 1e-4,
+    "lr_milestones": [], "lr_gamma": 0.1, "lambdas": list(LAMBDAS), "frame_weights": list(FRAME_WEIGHTS),
+    "layer_weight": LAYER_WEIGHT, "init": {"i_frame": None, "p_frame": None}, "save_every": 1000,
+    "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4,
+}
+MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
+STATE_FILE = "train_state.pt"
+LOG_FILE = "log.jsonl"
+
+
+class TrainingError(SevcError):
+    """A training configuration or output folder that cannot be used."""
+
+
+def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Dict:
+    """A stage configuration with the defaults filled in and `overrides` applied (a dict value
+    updates the entries of a dict entry, e.g. {"data": {"root": ...}})."""
+    try:
+        config = {**DEFAULTS, **json.loads(Path(path).read_text())}
+    except json.JSONDecodeError as exc:
+        raise TrainingError(f"{path} is not valid JSON: {exc}") from None
+    for key, value in (overrides or {}).items():
+        merge = isinstance(value, dict) and isinstance(config.get(key), dict)
+        config[key] = {**config[key], **value} if merge else value
+    if config.get("stage") not in STAGES:
+        raise TrainingError(f"{path}: \"stage\" must be one of {', '.join(STAGES)}")
+    if "data" not in config:
+        raise TrainingError(f"{path}: missing \"data\"")
+    if any(c % 16 or c <= 0 for c in config["crop"]):
+        raise TrainingError(f"crop {config['crop']} must be positive multiples of 16")
+    minimum = 1 if config["stage"] == "i_frame" else 2
+    if config["sequence_length"] < minimum:
+        raise TrainingError(f"stage {config['stage']} needs sequence_length >= {minimum}")
+    return config
+
+
+class Distributed:
+    """torchrun's process group (or a single process): rank, world size, device."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        if self.world_size > 1:
+            dist.init_process_group("nccl" if cuda else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def mean(self, value: float) -> float:
+        if self.world_size == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.item() / self.world_size
+
+    def close(self) -> None:
+        if self.world_size > 1:
+            dist.destroy_process_group()
+
+
+def _models(config: Dict, output: Path, resume: bool):
+    torch.manual_seed(config["seed"])
+    i_frame, p_frame = IntraNoAR(), SEVC()
+    for name, model in (("i_frame", i_frame), ("p_frame", p_frame)):
+        source = output / MODEL_FILES[name] if resume else config["init"].get(name)
+        if source:
+            load_checkpoint(model, source)
+    return i_frame, p_frame
+
+
+def _batches(length: int, batch: int, epoch: int, seed: int, rank: int, world: int) -> List[List[int]]:
+    """This process's share of each batch of one epoch (the same permutation on every process)."""
+    order = torch.randperm(length, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+    usable = len(order) - len(order) % batch
+    return [order[start:start + batch][rank::world] for start in range(0, usable, batch)]
+
+
+def _save(output: Path, stage_model: StageModel, optimizer, scheduler, step: int) -> None:
+    for name in MODEL_FILES:
+        with atomic_file(output / MODEL_FILES[name]) as path:
+            torch.save(getattr(stage_model, name).state_dict(), path)
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "torch_rng": torch.random.get_rng_state(), "stage": stage_model.stage}
+    with atomic_file(output / STATE_FILE) as path:
+        torch.save(state, path)
+
+
+def train(config: Dict, output: str | os.PathLike, resume: bool = False) -> Dict[str, float]:
+    """Run (or resume) one stage; returns the last logged numbers."""
+    env = Distributed()
+    try:
+        return _train(config, Path(output), resume, env)
+    finally:
+        env.close()
+
+
+def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[str, float]:
+    if config["batch_size"] % env.world_size:
+        raise TrainingError(f"batch_size {config['batch_size']} is not a multiple of {env.world_size} processes")
+    if resume and not (output / STATE_FILE).is_file():
+        raise TrainingError(f"nothing to resume in {output} (no {STATE_FILE})")
+    if env.main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(json.dumps(config, indent=2))
+    env.barrier()
+    dataset = build_dataset(config["data"], config["sequence_length"], config["crop"], config["seed"])
+    objective = Objective(OBJECTIVES[config["stage"]], config["lambdas"], config["frame_weights"],
+                          config["layer_weight"])
+    stage_model = StageModel(config["stage"], *_models(config, output, resume), objective).to(env.device)
+    trained = list(stage_model.trained_parameters())
+    optimizer = torch.optim.Adam(trained, lr=config["lr"])
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config["lr_milestones"], config["lr_gamma"])
+    step = 0
+    torch.manual_seed(config["seed"] + env.rank)
+    if resume:
+        state = torch.load(output / STATE_FILE, map_location="cpu", weights_only=True)
+        if state["stage"] != config["stage"]:
+            raise TrainingError(f"{output} holds stage {state['stage']}, not {config['stage']}")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = state["step"]
+        torch.random.set_rng_state(state["torch_rng"])
+    network = stage_model
+    if env.world_size > 1:
+        network = DistributedDataParallel(stage_model, find_unused_parameters=True,
+                                          device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    network.train()
+    per_process = config["batch_size"] // env.world_size
+    batches_per_epoch = len(dataset) // config["batch_size"]
+    if batches_per_epoch == 0:
+        raise TrainingError(f"{len(dataset)} clips are fewer than one batch of {config['batch_size']}")
+    last: Dict[str, float] = {}
+    log = open(output / LOG_FILE, "a") if env.main else None
+    try:
+        while step < config["steps"]:
+            epoch, offset = divmod(step, batches_per_epoch)
+            dataset.set_epoch(epoch)
+            plan = _batches(len(dataset), config["batch_size"], epoch, config["seed"], env.rank, env.world_size)
+            plan = plan[offset:offset + config["steps"] - step]
+            loader = DataLoader(dataset, batch_sampler=plan, num_workers=config["num_workers"])
+            bar = tqdm(loader, desc=f"{config['stage']} epoch {epoch}", unit="step", file=sys.stderr,
+                       disable=not env.main, initial=offset, total=batches_per_epoch)
+            for clips in bar:
+                anchor = step % config["anchors"]
+                started = time.time()
+                loss, terms = network(clips.to(env.device), anchor)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"the loss is {loss.item()} at step {step}")
+                numbers = {"loss": env.mean(loss.item()), **{k: env.mean(v) for k, v in summarize(terms).items()}}
+                bar.set_postfix({k: round(v, 4) for k, v in numbers.items()})
+                if env.main and (step % config["log_every"] == 0 or step == config["steps"]):
+                    last = {"step": step, "epoch": epoch, "anchor": anchor, "lr": scheduler.get_last_lr()[0],
+                            "seconds": time.time() - started, **numbers}
+                    log.write(json.dumps(last) + "\n")
+                    log.flush()
+                if step % config["save_every"] == 0 or step == config["steps"]:
+                    if env.main:
+                        _save(output, stage_model, optimizer, scheduler, step)
+                    env.barrier()
+            bar.close()
+    finally:
+        if log:
+            log.close()
+    return last
