@@ -116,3 +116,7 @@ def test_test_py_bad_config_and_q_indexes(tmp_path, ckpt, capsys):
     assert_clear_error(cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--rate_num", 2,
                                            "--i_frame_q_indexes", 1, 70, *base], capsys), "q index 70")
     assert not (tmp_path / "r.json").exists()
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "file" / "r.json",
+                                 *model_args(ckpt)], capsys)
+    assert_clear_error(result, "cannot create")

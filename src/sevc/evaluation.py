@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .errors import SevcError
-from .frames import COLOR_RANGES, COLOR_MATRICES, SOURCE_TYPES, read_frames
+from .frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, SourceFrames, read_frames
 from .intra import IntraNoAR
 from .metrics import msssim, psnr, sequence_record
 from .sevc_model import SEVC
@@ -110,21 +110,15 @@ def evaluate_sequence(i_frame: IntraNoAR, p_frame: SEVC, job: Job, refresh_inter
     seq = job.sequence
     device = next(i_frame.parameters()).device
     codec = VideoCodec(i_frame, p_frame, intra_period=seq.gop, refresh_interval=refresh_interval)
-    frames = read_frames(seq.source, seq.src_type, seq.width, seq.height, seq.frames, seq.yuv_matrix, seq.yuv_range)
-    current = []
-
-    def sources():
-        for x in frames:
-            current[:] = [x.to(device)]
-            yield current[0]
-
+    sources = SourceFrames(read_frames(seq.source, seq.src_type, seq.width, seq.height, seq.frames, seq.yuv_matrix,
+                                       seq.yuv_range), device)
     start = time.time()
     types, bits, psnrs, msssims = [], [], [], []
-    for result in codec.evaluate(sources(), job.q_in_ckpt, job.i_q_index, job.p_q_index):
+    for result in codec.evaluate(sources, job.q_in_ckpt, job.i_q_index, job.p_q_index):
         types.append(0 if result.is_intra else 1)
         bits.append(result.bits)
-        psnrs.append(psnr(result.recon, current[0]))
-        msssims.append(msssim(result.recon, current[0]))
+        psnrs.append(psnr(result.recon, sources.current))
+        msssims.append(msssim(result.recon, sources.current))
     record = sequence_record(types, bits, psnrs, msssims, seq.width * seq.height)
     record["test_time"] = time.time() - start
     return record

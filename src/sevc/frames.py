@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -190,3 +190,18 @@ def available_frames(source: str | os.PathLike, src_type: str, width: int, heigh
     if src_type == "yuv420":
         return count_yuv420_frames(source, width, height)
     raise FrameError(f"unknown source type {src_type!r} (choose from {', '.join(SOURCE_TYPES)})")
+
+
+class SourceFrames:
+    """Iterates `frames` moved to `device`, keeping the latest in `current`: the source of the
+    frame a codec consuming this iterator is coding (to measure its reconstruction against)."""
+
+    def __init__(self, frames: Iterable[torch.Tensor], device: str | torch.device):
+        self.frames = frames
+        self.device = device
+        self.current: Optional[torch.Tensor] = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for x in self.frames:
+            self.current = x.to(self.device)
+            yield self.current

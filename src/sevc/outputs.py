@@ -32,13 +32,19 @@ def _umask() -> int:
     return mask
 
 
+def check_file_path(path: str | os.PathLike) -> Path:
+    """Check that a file can be written at `path` (its folder is created if needed); the folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output path is a folder: {path}")
+    return _parent(path)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed."""
     path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"output path is a folder: {path}")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=_parent(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=check_file_path(path))
     os.close(handle)
     temporary = Path(temporary)
     try:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..bitstream import StreamHeader, SevcWriter, write_official
 from ..checkpoint import weights_id
 from ..errors import SevcError
-from ..frames import available_frames, read_frames
+from ..frames import SourceFrames, available_frames, read_frames
 from ..intra import IntraNoAR
 from ..metrics import psnr
 from ..models import load_models
@@ -78,19 +78,13 @@ def encode_video(i_frame: IntraNoAR, p_frame: SEVC, sources: Iterable[torch.Tens
     (written atomically), with a progress bar; per-frame statistics."""
     device = next(i_frame.parameters()).device
     codec = VideoCodec(i_frame, p_frame, header.intra_period, header.refresh_interval)
-    current = []
-
-    def frames():
-        for x in sources:
-            current[:] = [x.to(device)]
-            yield current[0]
-
+    frames = SourceFrames(sources, device)
     stats: List[FrameStats] = []
     pixels = header.width * header.height
 
     def coded(bar):
-        for frame in codec.encode(frames(), header.q_index, header.fast):
-            quality = None if frame.full is None else psnr(frame.full, current[0])
+        for frame in codec.encode(frames, header.q_index, header.fast):
+            quality = None if frame.full is None else psnr(frame.full, frames.current)
             stats.append(FrameStats("I" if frame.is_intra else "P", sum(len(p) for p in frame.payloads), quality))
             bar.set_postfix_str(f"{stats[-1].frame_type} {stats[-1].bytes * 8 / pixels:.4f} bpp"
                                 + ("" if quality is None else f" {quality:.2f} dB"))

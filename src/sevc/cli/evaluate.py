@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ..errors import SevcError
 from ..evaluation import Job, evaluate_sequence, load_test_config
 from ..models import anchor_count, load_models
-from ..outputs import atomic_file
+from ..outputs import atomic_file, check_file_path
 from ..quantization import rate_q_indexes
 from .common import add_model_args, check_model_args, deterministic, devices, run
 
@@ -88,6 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SevcError(f"--worker must be at least 1, got {args.worker}")
     if args.ratio != 4:
         raise SevcError("SEVC's base layer is 4x downsampled; --ratio must be 4")
+    check_file_path(args.output_path)
     deterministic()
     device_list = devices(args.cuda)
     jobs = _jobs(args, anchor_count(args.i_frame_model_path))
