@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -73,6 +72,16 @@ def test_joint_gradients_reach_every_p_frame_parameter():
     assert with_grad == set(trained_names("joint", model.p_frame))
     assert all(n.startswith(UNUSED_ENTRIES) for n, _ in model.p_frame.named_parameters() if n not in with_grad)
     assert all(p.grad is None for p in model.i_frame.parameters())
+
+
+def test_detach_every_cuts_the_gradient_through_the_references():
+    clip = SequenceFolder(DATA, 3, tuple(CROP))[0][None].requires_grad_(True)
+    for detach_every, reaches_frame_1 in ((0, True), (1, False)):
+        torch.manual_seed(0)
+        model = StageModel("base", IntraNoAR(), SEVC(), Objective(OBJECTIVES["base"]), detach_every).train()
+        _, terms = model(clip, 0)
+        (grad,) = torch.autograd.grad(terms[1].base_rate, clip)  # the rate of frame 2
+        assert bool(grad[:, 1].abs().sum() > 0) == reaches_frame_1
 
 
 def test_resume_continues_from_the_same_step_and_state(tmp_path):

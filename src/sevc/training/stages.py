@@ -14,7 +14,7 @@ modules run in train mode (straight-through rounding, noisy rates, see
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 from torch import nn
@@ -50,11 +50,14 @@ class StageModel(nn.Module):
     """The models of a stage; forward(clip, anchor) -> (loss, per-frame terms).
 
     clip [B, T, 3, h, w] in [0, 1] with h, w multiples of 16 (T = 1 is enough for i_frame);
-    anchor: the q anchor (0..3) and with it the lambda of this batch.
+    anchor: the q anchor (0..3) and with it the lambda of this batch. detach_every: cut the
+    gradient through the references every that many P-frames (0: never), which bounds the
+    memory of long cascades.
     """
 
-    def __init__(self, stage: str, i_frame: IntraNoAR, p_frame: SEVC, objective: Objective):
+    def __init__(self, stage: str, i_frame: IntraNoAR, p_frame: SEVC, objective: Objective, detach_every: int = 0):
         super().__init__()
+        self.detach_every = detach_every
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
         self.stage = stage
@@ -97,6 +100,8 @@ class StageModel(nn.Module):
         base_dpb, dpb = intra_base_dpb(x_hat, self.p_frame.ratio), intra_enhancement_dpb(x_hat)
         terms = []
         for t in range(1, clip.shape[1]):
+            if self.detach_every and t > 1 and (t - 1) % self.detach_every == 0:
+                base_dpb, dpb = detached(base_dpb), detached(dpb)
             x = clip[:, t]
             target = base_input(pad_to_multiple(x, FRAME_PAD, mode="replicate"), self.p_frame.ratio)
             base_pixels = batch * target.shape[-2] * target.shape[-1]
@@ -112,3 +117,15 @@ class StageModel(nn.Module):
                                     rate=(base_bits + bits) / (batch * height * width),
                                     base_rate=base_bits / base_pixels))
         return terms
+
+
+def detached(dpb: Dict) -> Dict:
+    """A dpb whose tensors (also inside lists) are cut from the autograd graph."""
+    def cut(value):
+        if isinstance(value, torch.Tensor):
+            return value.detach()
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        return value
+
+    return {key: cut(value) for key, value in dpb.items()}

@@ -10,6 +10,7 @@ A stage configuration (JSON, see train_configs/) holds:
     steps              optimizer steps of the stage
     lr, lr_milestones, lr_gamma    Adam learning rate, multiplied by lr_gamma at each milestone step
     lambdas, frame_weights, layer_weight    the objective (sevc.training.losses)
+    detach_every       cut the gradient through the references every N P-frames (0: never)
     init               {"i_frame": path or null, "p_frame": path or null}: weights to start from
     save_every, log_every, num_workers, seed
 
@@ -46,7 +47,7 @@ DEFAULTS = {
     "sequence_length": 6, "crop": [256, 256], "batch_size": 8, "steps": 100000, "lr": 1e-4,
     "lr_milestones": [], "lr_gamma": 0.1, "lambdas": list(LAMBDAS), "frame_weights": list(FRAME_WEIGHTS),
     "layer_weight": LAYER_WEIGHT, "init": {"i_frame": None, "p_frame": None}, "save_every": 1000,
-    "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4,
+    "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4, "detach_every": 0,
 }
 MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
 STATE_FILE = "train_state.pt"
@@ -161,7 +162,8 @@ def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[s
     dataset = build_dataset(config["data"], config["sequence_length"], config["crop"], config["seed"])
     objective = Objective(OBJECTIVES[config["stage"]], config["lambdas"], config["frame_weights"],
                           config["layer_weight"])
-    stage_model = StageModel(config["stage"], *_models(config, output, resume), objective).to(env.device)
+    stage_model = StageModel(config["stage"], *_models(config, output, resume), objective,
+                             config["detach_every"]).to(env.device)
     trained = list(stage_model.trained_parameters())
     optimizer = torch.optim.Adam(trained, lr=config["lr"])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config["lr_milestones"], config["lr_gamma"])
@@ -180,7 +182,6 @@ def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[s
         network = DistributedDataParallel(stage_model, find_unused_parameters=True,
                                           device_ids=[env.device.index] if env.device.type == "cuda" else None)
     network.train()
-    per_process = config["batch_size"] // env.world_size
     batches_per_epoch = len(dataset) // config["batch_size"]
     if batches_per_epoch == 0:
         raise TrainingError(f"{len(dataset)} clips are fewer than one batch of {config['batch_size']}")
