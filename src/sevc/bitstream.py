@@ -143,13 +143,14 @@ def _read_header(file: BinaryIO) -> StreamHeader:
     return header
 
 
-def _read_packet(file: BinaryIO, expected: Packet, index: int, skip: bool) -> bytes:
+def _read_packet(file: BinaryIO, size: int, expected: Packet, index: int, skip: bool) -> bytes:
+    """The payload of the next packet (which must be of type `expected`) of a `size`-byte file."""
     head = _read_exactly(file, _PACKET.size, f"frame {index}")
     kind, length = _PACKET.unpack(head)
     if kind != expected:
         raise BitstreamError(f"frame {index}: expected a {expected.name.lower()} packet, found type {kind}")
     start = file.tell()
-    if start + length + _CRC.size > os.fstat(file.fileno()).st_size:
+    if start + length + _CRC.size > size:
         raise BitstreamError(f"stream is truncated (in frame {index})")
     if skip:
         file.seek(length + _CRC.size, os.SEEK_CUR)
@@ -166,10 +167,11 @@ def read_sevc(path: str | os.PathLike, skip_enhancement: bool = False) -> Tuple[
     skip_enhancement: do not read enhancement packets (their payloads are returned empty).
     """
     with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
         header = _read_header(file)
         frames = []
         for index in range(header.frame_count):
-            frames.append([_read_packet(file, kind, index, skip_enhancement and kind == Packet.ENHANCEMENT)
+            frames.append([_read_packet(file, size, kind, index, skip_enhancement and kind == Packet.ENHANCEMENT)
                            for kind in header.frame_packets(index)])
         if file.read(1):
             raise BitstreamError(f"unexpected data after the last of {header.frame_count} frames")

@@ -88,24 +88,26 @@ class SEVC(nn.Module):
         latent_prior = self.latent_ILP(base_dpb["ref_y"], dpb["ref_ys"], height // 16, width // 16)
         return contexts, latent_prior
 
-    def forward_layers(self, x: torch.Tensor, base_dpb: Dict, dpb: Dict, q_in_ckpt: bool = False,
-                       q_index: int = 0, frame_index: int = 0):
-        """Both layers with estimated bits (test path, and training in train mode).
+    def enhance(self, x_el: torch.Tensor, base_dpb: Dict, dpb: Dict, q_in_ckpt: bool = False, q_index: int = 0,
+                frame_index: int = 0):
+        """The enhancement layer with estimated bits (test path, and training in train mode), after
+        the base layer has coded the frame into `base_dpb`.
 
-        x [B, 3, H, W] in [0, 1]. Returns (new base dpb, new enhancement dpb, base-layer bits,
-        enhancement-layer bits), the bits as 0-d tensors summed over the batch. The
-        enhancement reconstruction (new dpb's ref_frame, padded size) is not clamped.
+        x_el [B, 3, H, W] in [0, 1], H and W multiples of 16. Returns (new enhancement dpb, bits of
+        the batch as a 0-d tensor); the reconstruction (new dpb's ref_frame) is not clamped.
         """
-        x_el = pad_to_multiple(x, FRAME_PAD, mode="replicate")
-        base_dpb, base_bits = self.BL_codec(base_input(x_el, self.ratio), base_dpb, q_in_ckpt, q_index, frame_index)
         contexts, latent_prior = self._enhancement_inputs(base_dpb, dpb, frame_index)
-        dpb, bits = self.EL_codec(x_el, contexts, latent_prior, dpb["ref_ys"], q_in_ckpt, q_index)
-        return base_dpb, dpb, base_bits, bits
+        return self.EL_codec(x_el, contexts, latent_prior, dpb["ref_ys"], q_in_ckpt, q_index)
 
     def forward(self, x: torch.Tensor, base_dpb: Dict, dpb: Dict, q_in_ckpt: bool = False, q_index: int = 0,
                 frame_index: int = 0):
-        """Test path: (new base dpb, new enhancement dpb, estimated bits of both layers, a float)."""
-        base_dpb, dpb, base_bits, bits = self.forward_layers(x, base_dpb, dpb, q_in_ckpt, q_index, frame_index)
+        """Test path: (new base dpb, new enhancement dpb, estimated bits of both layers, a float).
+
+        The enhancement reconstruction (new dpb's ref_frame, padded size) is not clamped.
+        """
+        x_el = pad_to_multiple(x, FRAME_PAD, mode="replicate")
+        base_dpb, base_bits = self.BL_codec(base_input(x_el, self.ratio), base_dpb, q_in_ckpt, q_index, frame_index)
+        dpb, bits = self.enhance(x_el, base_dpb, dpb, q_in_ckpt, q_index, frame_index)
         return base_dpb, dpb, base_bits.item() + bits.item()
 
     def compress(self, x: torch.Tensor, base_dpb: Dict, dpb: Optional[Dict], q_index: int, frame_index: int,

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -42,22 +42,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def decode_video(i_frame: IntraNoAR, p_frame: SEVC, bin_path: str | os.PathLike, out_path: str | os.PathLike,
                  skim: bool = False, yuv: Optional[Tuple[str, str]] = None, refresh_interval: int = 32,
-                 sources: Optional[Iterable[torch.Tensor]] = None) -> Tuple[StreamHeader, str, List[float]]:
+                 sources: Optional[Callable[[StreamHeader], Iterable[torch.Tensor]]] = None
+                 ) -> Tuple[StreamHeader, str, List[float]]:
     """Decode the stream at `bin_path` into `out_path` (written atomically): full/ and skim/ PNGs,
-    and with yuv=(matrix, range) full.yuv / skim.yuv. skim: base layer only. sources: the input
-    frames, to report PSNR. Returns the header, the stream kind and the per-frame PSNRs."""
+    and with yuv=(matrix, range) full.yuv / skim.yuv. skim: base layer only. sources: given the
+    stream header, the input frames, to report PSNR. Returns the header, the stream kind and the
+    per-frame PSNRs."""
     header, frames, kind = read_stream(bin_path, skip_enhancement=skim, refresh_interval=refresh_interval)
     check_frame_size(header.width, header.height)
     if yuv:
         yuv420_frame_bytes(header.width, header.height)
         yuv420_frame_bytes(header.width // 4, header.height // 4)
-    if kind == "sevc" and header.weights_id != weights_id(i_frame, p_frame):
-        raise CheckpointError("the stream was encoded with other weights than these checkpoints "
-                              f"(stream {header.weights_id.hex()}, checkpoints {weights_id(i_frame, p_frame).hex()})")
+    if kind == "sevc":
+        own_id = weights_id(i_frame, p_frame)
+        if header.weights_id != own_id:
+            raise CheckpointError("the stream was encoded with other weights than these checkpoints "
+                                  f"(stream {header.weights_id.hex()}, checkpoints {own_id.hex()})")
     device = next(i_frame.parameters()).device
     codec = VideoCodec(i_frame, p_frame, header.intra_period, header.refresh_interval)
     decoded = codec.decode(frames, header.height, header.width, header.q_index, header.fast, skim)
-    sources = iter(sources) if sources is not None else None
+    sources = iter(sources(header)) if sources is not None else None
     layers = ["skim"] if header.fast or skim else ["full", "skim"]
     pixels = header.width * header.height
     psnrs = []
@@ -87,14 +91,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     device = devices(args.cuda)[0]
     i_frame, p_frame = load_models(args.i_frame_model_path, args.p_frame_model_path, device, args.ec_thread,
                                    args.stream_part_i, args.stream_part_p)
-    sources = None
-    if args.input_path:
-        header, _, _ = read_stream(args.bin_path, skip_enhancement=True, refresh_interval=args.refresh_interval)
-        sources = read_frames(args.input_path, source_type(args), header.width, header.height, header.frame_count,
-                              args.yuv_matrix, args.yuv_range)
+
+    def input_frames(header: StreamHeader):
+        return read_frames(args.input_path, source_type(args), header.width, header.height, header.frame_count,
+                           args.yuv_matrix, args.yuv_range)
+
     yuv = (args.yuv_matrix, args.yuv_range) if args.yuv else None
     header, kind, psnrs = decode_video(i_frame, p_frame, args.bin_path, args.output_path, args.skim, yuv,
-                                       args.refresh_interval, sources)
+                                       args.refresh_interval, input_frames if args.input_path else None)
     layers = "skim" if header.fast or args.skim else "full and skim"
     quality = f", {sum(psnrs) / len(psnrs):.2f} dB PSNR" if psnrs else ""
     print(f"decoded {header.frame_count} frames ({kind} stream, {layers}) of {header.width}x{header.height}"

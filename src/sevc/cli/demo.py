@@ -55,7 +55,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{index + 1:5d}  {frame.frame_type:>4}  {frame.bytes * 8 / (width * height):6.4f}  {frame.psnr:9.2f}")
     print(f"encoded: {summary(stats, width * height)} -> {stream}")
     decoded = out / "decoded"
-    _, _, psnrs = decode_video(i_frame, p_frame, stream, decoded, sources=read_png_folder(SAMPLE, width, height))
+    _, _, psnrs = decode_video(i_frame, p_frame, stream, decoded,
+                               sources=lambda _: read_png_folder(SAMPLE, width, height))
     same = all(abs(a - b.psnr) < 1e-6 for a, b in zip(psnrs, stats))
     print(f"decoded: {decoded / 'full'} ({width}x{height}) and {decoded / 'skim'} ({width // 4}x{height // 4}); "
           f"decoder output {'equals' if same else 'DIFFERS FROM'} the encoder's reconstruction")

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from ..intra import IntraNoAR
-from ..padding import crop, pad_to_multiple
 from ..sevc_model import FRAME_PAD, SEVC, base_input, intra_base_dpb, intra_enhancement_dpb
 from .losses import FrameTerms, Objective, mse
 
@@ -64,11 +63,15 @@ class StageModel(nn.Module):
         self.i_frame = i_frame
         self.p_frame = p_frame
         self.objective = objective
-        self.trained = i_frame if stage == "i_frame" else p_frame
         names = set(trained_names(stage, self.trained))
         for module in (i_frame, p_frame):
             for name, parameter in module.named_parameters():
                 parameter.requires_grad_(module is self.trained and name in names)
+
+    @property
+    def trained(self) -> nn.Module:
+        """The model the stage trains: the I-frame model for i_frame, else the P-frame model."""
+        return self.i_frame if self.stage == "i_frame" else self.p_frame
 
     def train(self, mode: bool = True) -> "StageModel":
         """Train mode for what the stage trains, eval mode for everything frozen."""
@@ -94,7 +97,9 @@ class StageModel(nn.Module):
         return [FrameTerms(0, distortion=mse(out["x_hat"], x), rate=out["bit"] / pixels)]
 
     def _cascade(self, clip: torch.Tensor, anchor: int) -> List[FrameTerms]:
-        batch, height, width = clip.shape[0], clip.shape[-2], clip.shape[-1]
+        """Frames are multiples of 16 (checked in forward): no padding, the base input is the
+        downsampled frame itself."""
+        pixels = clip.shape[0] * clip.shape[-2] * clip.shape[-1]
         with torch.no_grad():
             x_hat = self.i_frame(clip[:, 0], True, anchor)["x_hat"].clamp(0, 1)
         base_dpb, dpb = intra_base_dpb(x_hat, self.p_frame.ratio), intra_enhancement_dpb(x_hat)
@@ -103,19 +108,16 @@ class StageModel(nn.Module):
             if self.detach_every and t > 1 and (t - 1) % self.detach_every == 0:
                 base_dpb, dpb = detached(base_dpb), detached(dpb)
             x = clip[:, t]
-            target = base_input(pad_to_multiple(x, FRAME_PAD, mode="replicate"), self.p_frame.ratio)
-            base_pixels = batch * target.shape[-2] * target.shape[-1]
-            if self.stage == "base":
-                base_dpb, base_bits = self.p_frame.BL_codec(target, base_dpb, True, anchor, t % 4)
-                terms.append(FrameTerms(t, base_distortion=mse(base_dpb["ref_frame"], target),
-                                        base_rate=base_bits / base_pixels))
-                continue
-            base_dpb, dpb, base_bits, bits = self.p_frame.forward_layers(x, base_dpb, dpb, True, anchor, t % 4)
-            dpb = {**dpb, "ref_frame": dpb["ref_frame"].clamp(0, 1)}
-            terms.append(FrameTerms(t, distortion=mse(crop(dpb["ref_frame"], height, width), x),
-                                    base_distortion=mse(base_dpb["ref_frame"], target),
-                                    rate=(base_bits + bits) / (batch * height * width),
-                                    base_rate=base_bits / base_pixels))
+            target = base_input(x, self.p_frame.ratio)
+            base_dpb, base_bits = self.p_frame.BL_codec(target, base_dpb, True, anchor, t % 4)
+            frame = FrameTerms(t, base_distortion=mse(base_dpb["ref_frame"], target),
+                               base_rate=base_bits / (clip.shape[0] * target.shape[-2] * target.shape[-1]))
+            if self.stage != "base":
+                dpb, bits = self.p_frame.enhance(x, base_dpb, dpb, True, anchor, t % 4)
+                dpb = {**dpb, "ref_frame": dpb["ref_frame"].clamp(0, 1)}
+                frame.distortion = mse(dpb["ref_frame"], x)
+                frame.rate = (base_bits + bits) / pixels
+            terms.append(frame)
         return terms
 
 
