@@ -2,8 +2,12 @@
 #include "rans.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <functional>
 #include <future>
+#include <queue>
+#include <utility>
 
 namespace sevc {
 namespace {
@@ -48,28 +52,43 @@ void check_indexes(const int32_t *indexes, size_t count, int table_count) {
   }
 }
 
+// `parts` if it is a valid part count (1..16): checked before the encoder allocates its parts.
+int checked_parts(int parts) {
+  if (parts < 1 || parts > 16)
+    throw std::invalid_argument("stream_part must be in 1..16, got " + std::to_string(parts));
+  return parts;
+}
+
 }  // namespace
 
 CdfTables::CdfTables(const int32_t *cdfs, int n, int stride, const int32_t *lengths,
                      const int32_t *offsets)
-    : stride_(stride),
-      cdf_(cdfs, cdfs + static_cast<size_t>(n) * stride),
-      lengths_(lengths, lengths + n),
-      offsets_(offsets, offsets + n),
-      steps_(static_cast<size_t>(n) * stride),
-      lut_(static_cast<size_t>(n) << kLutBits) {
+    : stride_(stride) {
   if (n < 1 || stride < 2) throw std::invalid_argument("CDF tables must be a non-empty [n, >=2] array");
+  if (static_cast<int64_t>(n) * stride > INT32_MAX)
+    throw std::invalid_argument("CDF tables hold more than 2**31 - 1 entries");
+  // Validate every row before allocating: the coder's tables are several times the input's size.
   for (int i = 0; i < n; ++i) {
-    const int32_t len = lengths_[i];
-    const int32_t *c = cdf(i);
+    const int32_t len = lengths[i];
+    const int32_t *c = cdfs + static_cast<size_t>(i) * stride;
     const std::string row = "CDF table " + std::to_string(i);
     if (len < 2 || len > stride) throw std::invalid_argument(row + ": length out of range");
+    if (offsets[i] < INT16_MIN || offsets[i] > INT16_MAX)
+      throw std::invalid_argument(row + ": offset outside the int16 range");
     if (c[0] != 0 || c[len - 1] != (1 << kPrecision))
       throw std::invalid_argument(row + ": must start at 0 and end at 65536");
-    for (int s = 0; s + 1 < len; ++s) {
+    for (int s = 0; s + 1 < len; ++s)
       if (c[s + 1] <= c[s]) throw std::invalid_argument(row + ": not strictly increasing");
+  }
+  cdf_.assign(cdfs, cdfs + static_cast<size_t>(n) * stride);
+  lengths_.assign(lengths, lengths + n);
+  offsets_.assign(offsets, offsets + n);
+  steps_.resize(static_cast<size_t>(n) * stride);
+  lut_.resize(static_cast<size_t>(n) << kLutBits);
+  for (int i = 0; i < n; ++i) {
+    const int32_t *c = cdf(i);
+    for (int s = 0; s + 1 < lengths_[i]; ++s)
       steps_[step_id(i, s)] = make_step(static_cast<uint32_t>(c[s]), static_cast<uint32_t>(c[s + 1] - c[s]));
-    }
     uint32_t s = 0;
     for (uint32_t b = 0; b < (1u << kLutBits); ++b) {
       const int32_t low = static_cast<int32_t>(b << (kPrecision - kLutBits));
@@ -186,7 +205,7 @@ void PartDecoder::decode(const int32_t *indexes, size_t count, const CdfTables &
     x = static_cast<uint64_t>(c[s + 1] - c[s]) * (x >> kPrecision) + cum - start;
     renormalize();
 
-    int32_t value = static_cast<int32_t>(s);
+    int64_t value = s;  // 64-bit: a corrupted escape can carry any 32-bit value
     const int32_t escape = tables.escape_symbol(t);
     if (value == escape) {
       uint32_t chunk = get_bits(kBypassBits);
@@ -198,18 +217,22 @@ void PartDecoder::decode(const int32_t *indexes, size_t count, const CdfTables &
       if (chunks > 8) throw StreamError("rANS stream is corrupted (escape value too long)");
       uint32_t raw = 0;
       for (uint32_t j = 0; j < chunks; ++j) raw |= get_bits(kBypassBits) << (j * kBypassBits);
-      const int32_t half = static_cast<int32_t>(raw >> 1);
+      const int64_t half = raw >> 1;
       value = (raw & 1) ? -half - 1 : half + escape;
     }
-    out[i] = static_cast<int16_t>(value + tables.offset(t));
+    value += tables.offset(t);
+    if (value < INT16_MIN || value > INT16_MAX)
+      throw StreamError("rANS stream is corrupted (decoded value outside the int16 range)");
+    out[i] = static_cast<int16_t>(value);
   }
   state_ = x;
   pos_ = pos;
 }
 
-Encoder::Encoder(int parts, bool threaded) : parts_(parts), results_(parts), threaded_(threaded) {
-  if (parts < 1 || parts > 16) throw std::invalid_argument("stream_part must be in 1..16");
-}
+bool PartDecoder::at_initial_state() const { return state_ == kRansL; }
+
+Encoder::Encoder(int parts, bool threaded)
+    : parts_(checked_parts(parts)), results_(parts), threaded_(threaded) {}
 
 Encoder::~Encoder() { join(); }
 
@@ -321,15 +344,36 @@ void Decoder::decode(const int32_t *indexes, size_t count, const CdfTables &tabl
   for (auto &j : jobs) j.get();
 }
 
+void Decoder::finish() const {
+  if (parts_.empty()) throw StreamError("no rANS stream was set before finishing");
+  // The encoder starts every part at kRansL and emits exactly the words the decoder reads back,
+  // so a part decoded to its end has no word left and its state is back at kRansL.
+  size_t unread = 0;
+  for (const auto &p : parts_) unread += p.unread_bytes();
+  if (unread > 0)
+    throw StreamError("rANS stream has " + std::to_string(unread) + " bytes left after its last symbol "
+                      "(trailing data, corruption, or fewer symbols decoded than coded)");
+  for (const auto &p : parts_)
+    if (!p.at_initial_state())
+      throw StreamError("rANS stream does not end in the encoder's initial state "
+                        "(corrupted, or fewer symbols decoded than coded)");
+}
+
 std::vector<uint32_t> pmf_to_quantized_cdf(const std::vector<float> &pmf, int precision) {
   if (pmf.empty()) throw std::invalid_argument("pmf is empty");
   if (precision < 1 || precision > 16) throw std::invalid_argument("precision must be in 1..16");
   const uint64_t total_mass = 1ull << precision;
+  const float entry_limit = std::ldexp(1.0f, 32 - precision);  // keeps every scaled entry in uint32
+  for (size_t i = 0; i < pmf.size(); ++i) {
+    if (!(pmf[i] >= 0.0f) || !(pmf[i] < entry_limit))  // also rejects NaN and infinities
+      throw std::invalid_argument("pmf entry " + std::to_string(i) + " is " + std::to_string(pmf[i]) +
+                                  ": entries must be finite, non-negative and below 2**(32 - precision)");
+  }
   std::vector<uint32_t> cdf(pmf.size() + 1, 0);
   uint64_t total = 0;
   for (size_t i = 0; i < pmf.size(); ++i) {
     const float scaled = pmf[i] * static_cast<float>(total_mass);
-    cdf[i + 1] = (scaled > 0.0f && std::isfinite(scaled)) ? static_cast<uint32_t>(std::round(scaled)) : 0;
+    cdf[i + 1] = scaled > 0.0f ? static_cast<uint32_t>(std::round(scaled)) : 0;
     total += cdf[i + 1];
   }
   if (total == 0) throw std::invalid_argument("pmf has no mass");
@@ -337,26 +381,31 @@ std::vector<uint32_t> pmf_to_quantized_cdf(const std::vector<float> &pmf, int pr
   for (size_t i = 1; i < cdf.size(); ++i) cdf[i] += cdf[i - 1];
   cdf.back() = static_cast<uint32_t>(total_mass);
 
-  // Give every zero-frequency symbol one unit, taken from the smallest symbol that can spare it.
-  const int n = static_cast<int>(cdf.size()) - 1;
-  for (int i = 0; i < n; ++i) {
-    if (cdf[i] != cdf[i + 1]) continue;
-    uint32_t best_freq = ~0u;
-    int best = -1;
-    for (int j = 0; j < n; ++j) {
-      const uint32_t f = cdf[j + 1] - cdf[j];
-      if (f > 1 && f < best_freq) {
-        best_freq = f;
-        best = j;
-      }
-    }
-    if (best < 0) throw std::invalid_argument("pmf has more symbols than the precision allows");
-    if (best < i) {
-      for (int j = best + 1; j <= i; ++j) --cdf[j];
-    } else {
-      for (int j = i + 1; j <= best; ++j) ++cdf[j];
-    }
+  // Give every zero-frequency symbol, in index order, one unit taken from the symbol with the
+  // smallest frequency > 1 (the lowest index on ties). Only those two frequencies change, a
+  // donor never drops below 1 and zeros never donate, so a min-heap of (frequency, symbol)
+  // over the donors finds each one in O(log n). With n <= total_mass a donor always exists:
+  // the other n - 1 symbols hold total_mass >= n units.
+  const size_t n = pmf.size();
+  if (n > total_mass) throw std::invalid_argument("pmf has more symbols than the precision allows");
+  std::vector<uint32_t> freq(n);
+  using Donor = std::pair<uint32_t, size_t>;
+  std::vector<Donor> heap;
+  for (size_t i = 0; i < n; ++i) {
+    freq[i] = cdf[i + 1] - cdf[i];
+    if (freq[i] > 1) heap.emplace_back(freq[i], i);
   }
+  std::priority_queue<Donor, std::vector<Donor>, std::greater<Donor>> donors(std::greater<Donor>(),
+                                                                              std::move(heap));
+  for (size_t i = 0; i < n; ++i) {
+    if (freq[i] != 0) continue;
+    const auto [f, j] = donors.top();
+    donors.pop();
+    freq[j] = f - 1;
+    if (freq[j] > 1) donors.emplace(freq[j], j);
+    freq[i] = 1;
+  }
+  for (size_t i = 0; i < n; ++i) cdf[i + 1] = cdf[i] + freq[i];
   return cdf;
 }
 

@@ -41,8 +41,9 @@ struct EncStep {
 // A set of quantized CDFs, validated once and prepared for fast coding.
 class CdfTables {
  public:
-  // cdfs: [n, stride] row-major; lengths[i]: entries used in row i (symbols + 1);
-  // offsets[i]: the value coded by symbol 0 of row i.
+  // cdfs: [n, stride] row-major; lengths[i]: entries used in row i (symbols + 1, at most
+  // stride); offsets[i]: the value coded by symbol 0 of row i (an int16 value). Everything
+  // is validated before anything is allocated; n * stride must fit in an int32.
   CdfTables(const int32_t *cdfs, int n, int stride, const int32_t *lengths,
             const int32_t *offsets);
 
@@ -91,6 +92,9 @@ class PartDecoder {
  public:
   explicit PartDecoder(std::vector<uint32_t> words);
   void decode(const int32_t *indexes, size_t count, const CdfTables &tables, int16_t *out);
+  size_t unread_bytes() const { return 4 * (words_.size() - pos_); }
+  // Whether the state is back where the encoder started: true once every coded symbol is decoded.
+  bool at_initial_state() const;
 
  private:
   std::vector<uint32_t> words_;
@@ -101,7 +105,7 @@ class PartDecoder {
 // Multi-part encoder: each encode() call is split evenly over the parts.
 class Encoder {
  public:
-  Encoder(int parts, bool threaded);
+  Encoder(int parts, bool threaded);  // parts: 1..16, checked before anything is allocated
   ~Encoder();
   void encode(const int16_t *symbols, const int32_t *indexes, size_t count, const TablesPtr &tables);
   void flush();                         // starts the final coding (in the background if threaded)
@@ -121,6 +125,9 @@ class Decoder {
  public:
   void set_stream(const uint8_t *data, size_t size);
   void decode(const int32_t *indexes, size_t count, const CdfTables &tables, int16_t *out);
+  // Throws StreamError unless every part was read to its last byte and its state is back at
+  // the encoder's initial state: catches trailing data, short decodes and corruption.
+  void finish() const;
   int parts() const { return static_cast<int>(parts_.size()); }
 
  private:
@@ -129,6 +136,7 @@ class Decoder {
 
 // 16-bit quantized CDF of a pmf, exactly as the CompressAI / DCVC coders build it
 // (rounding, renormalization, then stealing frequency so that no symbol has zero mass).
+// pmf entries must be finite, non-negative and below 2^(32 - precision); O(n log n).
 std::vector<uint32_t> pmf_to_quantized_cdf(const std::vector<float> &pmf, int precision);
 
 // Split `count` items into `parts` chunks: every chunk count / parts, the last the rest.

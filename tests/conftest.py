@@ -1,9 +1,6 @@
 """Shared test set-up: one CPU thread, the reference fixtures and their stand-in weights."""
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,45 +8,20 @@ import pytest
 import torch
 from PIL import Image
 
+from reference import FIXTURES, case_info, stand_in_checkpoint
+
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("SEVC_REFERENCE", REPO.parent / "shared" / "reference"))
-FIXTURES = REFERENCE / "fixtures"
-CASES = ("case_a", "case_b", "case_c")
-
-requires_reference = pytest.mark.skipif(
-    not (REFERENCE / "manifest.json").is_file(),
-    reason=f"reference fixtures not found at {REFERENCE} (set SEVC_REFERENCE)",
-)
-
-
-def _weights_module():
-    spec = importlib.util.spec_from_file_location("reference_weights", REFERENCE / "weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def stand_in_checkpoint(which: str, seed: int) -> dict:
-    """The deterministic stand-in weights the fixtures were made with, as torch tensors."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _weights_module().make_checkpoint(which, seed).items()}
+CLIPS = Path(__file__).resolve().parent / "data" / "clips"
 
 
 def stand_in_model(model, which: str, seed: int):
     """`model` (eval mode) loaded strictly with the stand-in weights of `which` and `seed`."""
     from sevc.checkpoint import load_weights
 
-    load_weights(model, stand_in_checkpoint(which, seed))
+    load_weights(model, stand_in_checkpoint(which, seed, model))
     return model.eval()
-
-
-def manifest(which: str):
-    return json.loads((REFERENCE / "manifest.json").read_text())[which]
-
-
-def case_info(case: str) -> dict:
-    return json.loads((FIXTURES / case / "case.json").read_text())
 
 
 def read_frame(path: Path) -> torch.Tensor:
@@ -82,8 +54,11 @@ def ckpt(tmp_path_factory):
     plus a P-frame checkpoint with one weight changed (another model of the same shape)."""
     folder = tmp_path_factory.mktemp("ckpt")
     seed = case_info(CLI_CASE)["seed"]
-    torch.save({"state_dict": stand_in_checkpoint("i_frame", seed)}, folder / "i.pth.tar")
-    p_state = stand_in_checkpoint("p_frame", seed)
+    from sevc.intra import IntraNoAR
+    from sevc.sevc_model import SEVC
+
+    torch.save({"state_dict": stand_in_checkpoint("i_frame", seed, IntraNoAR())}, folder / "i.pth.tar")
+    p_state = stand_in_checkpoint("p_frame", seed, SEVC())
     torch.save(p_state, folder / "p.pth.tar")
     p_state["EL_codec.y_q_scale_dec"] = p_state["EL_codec.y_q_scale_dec"] * 1.01
     torch.save(p_state, folder / "p_other.pth.tar")

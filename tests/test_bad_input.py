@@ -8,9 +8,9 @@ import pytest
 
 from sevc.cli import decode, encode, evaluate
 
-from conftest import CLI_CASE, FIXTURES, assert_clear_error, cli, model_args, requires_reference
+from conftest import CLI_CASE, assert_clear_error, cli, model_args
+from reference import FIXTURES
 
-pytestmark = requires_reference
 FRAMES = FIXTURES / CLI_CASE / "frames"
 
 
@@ -120,3 +120,110 @@ def test_test_py_bad_config_and_q_indexes(tmp_path, ckpt, capsys):
     result = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "file" / "r.json",
                                  *model_args(ckpt)], capsys)
     assert_clear_error(result, "cannot create")
+
+
+def _png(path, array, mode=None):
+    from PIL import Image
+
+    (Image.fromarray(array, mode) if mode else Image.fromarray(array)).save(path)
+
+
+def test_png_modes_are_converted_exactly_or_refused(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sevc.frames import FrameError, read_png
+
+    rng = np.random.default_rng(0)
+    gray16 = rng.integers(0, 65536, (64, 64)).astype(np.uint16)
+    _png(tmp_path / "gray16.png", gray16)
+    np.testing.assert_allclose(read_png(tmp_path / "gray16.png")[0].numpy(),
+                               np.repeat((gray16 / 65535.0)[None], 3, 0), atol=1e-7)
+    gray = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+    _png(tmp_path / "gray.png", gray)
+    assert (read_png(tmp_path / "gray.png")[0].numpy() == np.repeat(gray[None] / np.float32(255), 3, 0)).all()
+    rgb = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png")
+    expected = np.asarray(Image.open(tmp_path / "palette.png").convert("RGB"), np.float32).transpose(2, 0, 1) / 255
+    assert (read_png(tmp_path / "palette.png")[0].numpy() == expected).all()
+    _png(tmp_path / "opaque.png", np.concatenate([rgb, np.full((64, 64, 1), 255, np.uint8)], 2), "RGBA")
+    assert (read_png(tmp_path / "opaque.png")[0].numpy() == rgb.transpose(2, 0, 1) / np.float32(255)).all()
+    _png(tmp_path / "alpha.png", np.concatenate([rgb, np.full((64, 64, 1), 128, np.uint8)], 2), "RGBA")
+    with pytest.raises(FrameError, match="transparent pixels"):
+        read_png(tmp_path / "alpha.png")
+
+
+def test_16_bit_color_png_is_refused(tmp_path):
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from sevc.frames import FrameError, read_png
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + np.full((64, 3), 40000, ">u2").tobytes() for _ in range(64))
+    (tmp_path / "rgb48.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 16, 2, 0, 0, 0))
+                                         + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    with pytest.raises(FrameError, match="16-bit color"):
+        read_png(tmp_path / "rgb48.png")
+
+
+@pytest.mark.parametrize("flag", ["--fast", "--cuda", "--ec_thread"])
+def test_boolean_flags_take_0_or_1(tmp_path, ckpt, capsys, flag):
+    result = encoder(tmp_path, ckpt, capsys, "-q", 1, flag, "maybe")
+    assert_clear_error(result, "expected 0 or 1, got 'maybe'")
+
+
+def test_missing_input_folder_is_named_as_an_input(tmp_path, ckpt, capsys):
+    result = encoder(tmp_path, ckpt, capsys, "-q", 1, source=tmp_path / "frames_dir")
+    assert_clear_error(result, "input not found", "PNG frames or a raw .yuv file")
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"weights": object()}, "a Python object (object) besides tensors"),
+    ("raw pickle", "not a PyTorch file"),
+    (b"PK\x03\x04 not really a zip", "not a PyTorch file"),
+    ([1, 2], "does not hold a state_dict"),
+    ({"w": "a string"}, "does not hold a state_dict"),
+    ("truncated", "not a PyTorch file"),
+])
+def test_bad_checkpoints_give_one_line(tmp_path, ckpt, capsys, content, message):
+    import pickle
+
+    import torch
+
+    path = tmp_path / "bad.pth.tar"
+    if content == "raw pickle":
+        path.write_bytes(pickle.dumps({"a": 1}))
+    elif content == "truncated":
+        path.write_bytes((ckpt / "i.pth.tar").read_bytes()[:5000])
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    args = ["-i", FRAMES, "--width", 128, "--height", 128, "-q", 1, "-b", tmp_path / "out.sevc", "--cuda", "0",
+            "--i_frame_model_path", path, "--p_frame_model_path", ckpt / "p.pth.tar"]
+    status, _, err = cli(encode.main, args, capsys)
+    assert_clear_error((status, "", err), message)
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_test_py_refuses_frames_the_encoder_refuses(tmp_path, ckpt, capsys):
+    config = {"root_path": str(FIXTURES), "test_classes": {"x": {"test": 1, "base_path": CLI_CASE, "src_type": "png",
+              "sequences": {"frames": {"width": 32, "height": 32, "frames": 1, "gop": -1}}}}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    result = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
+                                 *model_args(ckpt)], capsys)
+    assert_clear_error(result, "sequence frames", "at least 64x64")
+
+
+def test_test_py_does_not_count_frames_of_failed_jobs(tmp_path, ckpt, capsys):
+    config = {"root_path": str(tmp_path), "test_classes": {"x": {"test": 1, "base_path": "none", "src_type": "png",
+              "sequences": {"gone": {"width": 128, "height": 128, "frames": 100, "gop": -1}}}}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    status, out, _ = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
+                                         "--rate_num", 2, "--i_frame_q_indexes", 1, 2, *model_args(ckpt)], capsys)
+    assert status == 1 and "tested 0 frames" in out and "0 of 2" in out

@@ -10,10 +10,9 @@ import torch
 from sevc.intra import IntraNoAR
 from sevc.padding import crop
 
-from conftest import (CASES, FIXTURES, assert_close, assert_rel_close, case_frames, case_info, manifest,
-                      requires_reference, stand_in_model)
+from conftest import assert_close, assert_rel_close, case_frames, stand_in_model
+from reference import CASES, FIXTURES, ModuleRecords, case_info, manifest
 
-pytestmark = requires_reference
 
 
 def intra_model(seed: int) -> IntraNoAR:
@@ -27,9 +26,9 @@ def test_state_dict_keys_and_shapes_match_official_checkpoint():
 
 @pytest.mark.parametrize("module", ["enc", "hyper_enc", "hyper_dec", "y_prior_fusion", "dec", "refine"])
 def test_module_outputs_match_recorded(module):
-    recorded = np.load(FIXTURES / "case_a" / "modules.npz")
+    recorded = ModuleRecords()
     prefix = f"i_frame.{module}@f0/"
-    inputs = [torch.from_numpy(recorded[f"{prefix}in{i}"]) for i in range(2) if f"{prefix}in{i}" in recorded.files]
+    inputs = [torch.from_numpy(recorded[f"{prefix}in{i}"]) for i in range(2) if f"{prefix}in{i}" in recorded]
     with torch.no_grad():
         out = getattr(intra_model(case_info("case_a")["seed"]), module)(*inputs)
     assert_close(out, recorded[prefix + "out0"])

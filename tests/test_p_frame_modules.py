@@ -4,15 +4,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-import numpy as np
 import pytest
 import torch
 
 from sevc.sevc_model import SEVC
 
-from conftest import FIXTURES, assert_close, case_info, manifest, requires_reference, stand_in_model
+from conftest import assert_close, stand_in_model
+from reference import ModuleRecords, case_info, manifest
 
-pytestmark = requires_reference
 
 
 def test_state_dict_keys_and_shapes_match_official_checkpoint():
@@ -22,9 +21,9 @@ def test_state_dict_keys_and_shapes_match_official_checkpoint():
 
 def _recorded_calls():
     """{(module path, frame): {'in': {position: tensor | {j: tensor}}, 'out': {k: array}}}."""
-    recorded = np.load(FIXTURES / "case_a" / "modules.npz")
+    recorded = ModuleRecords()
     calls = defaultdict(lambda: {"in": {}, "out": {}})
-    for key in recorded.files:
+    for key in recorded.keys:
         match = re.fullmatch(r"p_frame\.(.+)@f(\d+)/(in|out)(\d+)(?:\.(\d+))?", key)
         if not match:
             continue

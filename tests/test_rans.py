@@ -11,7 +11,7 @@ from sevc import _rans
 from sevc.entropy_models import EntropyCoder
 from sevc.errors import BitstreamError
 
-from conftest import FIXTURES, requires_reference
+from reference import FIXTURES
 
 RANS = FIXTURES / "rans"
 
@@ -31,7 +31,6 @@ def _encode(symbols, indexes, tables, parts=1, threaded=False, splits=()):
     return encoder.get_encoded_stream()
 
 
-@requires_reference
 @pytest.mark.parametrize("parts", [1, 2, 4])
 @pytest.mark.parametrize("threaded", [False, True])
 def test_streams_byte_identical_to_published(parts, threaded):
@@ -48,7 +47,6 @@ def test_streams_byte_identical_to_published(parts, threaded):
     np.testing.assert_array_equal(np.concatenate(decoded), data["symbols"])
 
 
-@requires_reference
 def test_pmf_to_quantized_cdf_matches_published():
     ref = json.loads((RANS / "pmf_to_cdf.json").read_text())
     for pmf, cdf in zip(ref["pmfs"], ref["cdfs"]):

@@ -12,10 +12,9 @@ from sevc.intra import IntraNoAR
 from sevc.sevc_model import SEVC
 from sevc.video import VideoCodec
 
-from conftest import (CASES, FIXTURES, assert_close, assert_rel_close, case_frames, case_info, requires_reference,
-                      stand_in_model)
+from conftest import assert_close, assert_rel_close, case_frames, stand_in_model
+from reference import CASES, FIXTURES, case_info
 
-pytestmark = requires_reference
 NEAR_TIE = 1e-4  # in scale-table steps
 
 

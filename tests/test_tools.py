@@ -14,9 +14,9 @@ from sevc.cli.common import run
 from sevc.frames import read_png, read_png_folder
 
 from conftest import CLI_CASE as CASE
-from conftest import FIXTURES, assert_clear_error, case_info, cli, model_args, requires_reference
+from conftest import assert_clear_error, cli, model_args
+from reference import FIXTURES, case_info
 
-pytestmark = requires_reference
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_decoder_full_and_skim_from_one_stream(streams, ckpt, tmp_path, capsys):
 
 def test_skim_decoding_never_reads_enhancement_packets(streams, ckpt, tmp_path, capsys):
     data = bytearray((streams / "full.sevc").read_bytes())
-    header_size, packet_head = 39, 5
+    header_size, packet_head = 40, 5
     offset, frame = header_size, 0
     while offset < len(data):  # corrupt the payload of every enhancement packet
         kind, length = struct.unpack_from(">BI", data, offset)
@@ -77,7 +77,7 @@ def test_skim_decoding_never_reads_enhancement_packets(streams, ckpt, tmp_path, 
     corrupted = tmp_path / "corrupted.sevc"
     corrupted.write_bytes(bytes(data))
     assert_clear_error(cli(decode.main, ["-b", corrupted, "-o", tmp_path / "a", *model_args(ckpt)], capsys),
-                       "enhancement packet is corrupted")
+                       "enhancement-layer packet is corrupted")
     assert not (tmp_path / "a").exists()
     status, _, _ = cli(decode.main, ["-b", corrupted, "-o", tmp_path / "b", "--skim", *model_args(ckpt)], capsys)
     assert status == 0 and len(list((tmp_path / "b" / "skim").glob("*.png"))) == case_info(CASE)["frames"]

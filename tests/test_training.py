@@ -1,15 +1,16 @@
 """Training: every stage runs, trains exactly its parameters, resumes exactly, and its
-checkpoints load in the tools. Small crops from ../shared/data on the CPU."""
+checkpoints load in the tools. Small crops of the clips in tests/data/clips on the CPU."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from sevc.checkpoint import read_state_dict
 from sevc.cli import encode, evaluate, train as train_cli
@@ -17,14 +18,13 @@ from sevc.intra import IntraNoAR
 from sevc.sevc_model import SEVC
 from sevc.training.data import SequenceFolder, Vimeo90k
 from sevc.training.losses import Objective
-from sevc.training.stages import OBJECTIVES, STAGES, UNUSED_ENTRIES, StageModel, trained_names
+from sevc.training.stages import BASE_PREFIX, OBJECTIVES, STAGES, UNUSED_ENTRIES, StageModel, trained_names
 from sevc.training.trainer import load_config, train
 
-from conftest import CLI_CASE, FIXTURES, REPO, assert_clear_error, case_info, cli, requires_reference, stand_in_model
+from conftest import CLI_CASE, CLIPS, REPO, assert_clear_error, cli, stand_in_model
+from reference import FIXTURES, case_info
 
-DATA = REPO.parent / "shared" / "data" / "png"
-requires_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"sample video not found at {DATA}")
-pytestmark = requires_data
+DATA = CLIPS
 CROP = [64, 64]
 
 
@@ -98,7 +98,6 @@ def test_resume_continues_from_the_same_step_and_state(tmp_path):
     assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
 
 
-@requires_reference
 def test_trained_checkpoints_load_in_test_py_and_encoder(tmp_path, capsys):
     run_dir = tmp_path / "run"
     train(small_config("base"), run_dir)
@@ -115,7 +114,6 @@ def test_trained_checkpoints_load_in_test_py_and_encoder(tmp_path, capsys):
     assert status == 0 and (tmp_path / "s.sevc").stat().st_size > 0
 
 
-@requires_reference
 def test_training_bits_track_the_real_stream():
     """On one frame, with the fixture weights and the tables built: the training-time rate (noisy
     latents) is within 5% of the real stream's size, the test-path estimate within 3%."""
@@ -123,7 +121,7 @@ def test_training_bits_track_the_real_stream():
 
     model = stand_in_model(IntraNoAR(), "i_frame", case_info(CLI_CASE)["seed"])
     model.update(force=True)
-    x = read_png(DATA / "bikes_640x272" / "im00001.png")[..., :128, :256]
+    x = read_png(DATA / "bikes_256x128" / "im00001.png")[..., :128, :256]
     for anchor in (0, 3):
         with torch.no_grad():
             real = len(model.compress(x, True, anchor)["bit_stream"]) * 8
@@ -136,30 +134,117 @@ def test_training_bits_track_the_real_stream():
         assert abs(estimated / real - 1) < 0.03, (estimated, real)
 
 
-def test_vimeo90k_layout(tmp_path):
-    source = DATA / "bikes_640x272"
-    for clip in ("00001/0001", "00001/0002"):
-        folder = tmp_path / "sequences" / clip
+def vimeo_folder(root, septuplets: int):
+    """A tiny Vimeo-90k layout in `root`: `septuplets` crops (80x112) of the 7-frame test clip as
+    sequences/00001/000k/im1..7.png, listed in sep_trainlist.txt; returns `root`."""
+    names = [f"00001/{k + 1:04d}" for k in range(septuplets)]
+    for k, name in enumerate(names):
+        folder = root / "sequences" / name
         folder.mkdir(parents=True)
-        for k in range(7):
-            shutil.copy(source / f"im{k + 1:05d}.png", folder / f"im{k + 1}.png")
-    (tmp_path / "sep_trainlist.txt").write_text("00001/0001\n00001/0002\n")
+        top, left = (24 * k) % 48, (72 * k) % 144
+        for t in range(7):
+            with Image.open(DATA / "bikes_256x128" / f"im{t + 1:05d}.png") as image:
+                image.crop((left, top, left + 112, top + 80)).save(folder / f"im{t + 1}.png")
+    (root / "sep_trainlist.txt").write_text("".join(name + "\n" for name in names))
+    return root
+
+
+def test_vimeo90k_layout(tmp_path):
+    vimeo_folder(tmp_path, 2)
     data = Vimeo90k(tmp_path, length=6, crop=(64, 96))
     assert len(data) == 2 and data[1].shape == (6, 3, 64, 96)
     assert torch.equal(data[0], data[0])  # crops are a function of (seed, epoch, index)
     data.set_epoch(1)
     assert data[0].shape == (6, 3, 64, 96)
+    assert Vimeo90k(tmp_path, length=1, crop=(64, 64))[0].shape == (1, 3, 64, 64)  # the i_frame stage
+
+
+def readme_commands():
+    """The README's plain per-stage commands, in its order: their arguments after `python train.py`."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    return [line.split()[2:] for line in lines
+            if re.fullmatch(r"python train\.py --config train_configs/\w+\.json +-o runs/\w+", line.strip())]
+
+
+def snapshot(folder) -> dict:
+    """{relative path: bytes} of every file below `folder`."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_readme_commands_run_every_stage_config(tmp_path, monkeypatch, capsys):
+    """Each of the README's stage commands, in its order and with its arguments, run from a folder
+    holding train_configs/: the configs' init paths chain runs/i_frame -> runs/base -> runs/augment
+    as they are; --set only shrinks the run and points it at tiny data (Vimeo-90k layout; PNG
+    sequences for joint)."""
+    commands = readme_commands()
+    assert [args[1] for args in commands] == [f"train_configs/{stage}.json" for stage in STAGES]
+    vimeo = vimeo_folder(tmp_path / "vimeo", 2)
+    (tmp_path / "train_configs").symlink_to(REPO / "train_configs")
+    monkeypatch.chdir(tmp_path)
+    tiny = ["steps=1", "batch_size=1", "crop=[64,64]", "num_workers=0"]
+    data = {stage: [f"data.root={vimeo}"] for stage in STAGES}
+    data["joint"] = [f"data.root={DATA}", "sequence_length=3"]
+    for args, stage in zip(commands, STAGES):
+        status, out, err = cli(train_cli.main, [*args, "--set", *tiny, *data[stage]], capsys)
+        assert status == 0, err
+        assert "last step: step 1" in out
+        assert set(os.listdir(f"runs/{stage}")) == {"config.json", "i_frame.pth.tar", "p_frame.pth.tar",
+                                                      "train_state.pt", "log.jsonl"}
+    runs = tmp_path / "runs"
+    i_frame = read_state_dict(runs / "i_frame" / "i_frame.pth.tar")
+    for stage in ("base", "augment", "joint"):  # the trained I-frame codec, loaded and kept frozen
+        after = read_state_dict(runs / stage / "i_frame.pth.tar")
+        assert all(torch.equal(after[k], i_frame[k]) for k in i_frame)
+    base, augment = (read_state_dict(runs / stage / "p_frame.pth.tar") for stage in ("base", "augment"))
+    assert all(torch.equal(base[k], augment[k]) for k in base if k.startswith(BASE_PREFIX))
 
 
 def test_train_py_bad_configuration(tmp_path, capsys):
     config = REPO / "train_configs" / "base.json"
-    result = cli(train_cli.main, ["--config", config, "-o", tmp_path, "--set", "crop=[60,64]"], capsys)
-    assert_clear_error(result, "multiples of 16")
-    result = cli(train_cli.main, ["--config", config, "-o", tmp_path, "--set", f"data.root={tmp_path / 'none'}",
-                                  "data.type=folders"], capsys)
-    assert_clear_error(result, "training data folder not found")
-    result = cli(train_cli.main, ["--config", config, "-o", tmp_path / "new", "--resume"], capsys)
+    output = tmp_path / "run"
+    for setting, message in (("crop=[60,64]", "multiples of 16"), ("sequence_length=1", "sequence_length >= 2"),
+                             ("steps=0", "steps must be an integer >= 1"), ("anchors=5", "anchors must be at most 4"),
+                             ("init=null", "\"init\" must be an object")):
+        result = cli(train_cli.main, ["--config", config, "-o", output, "--set", setting], capsys)
+        assert_clear_error(result, message)
+    assert not output.exists()
+
+
+def test_failing_runs_create_nothing(tmp_path, capsys):
+    """Data, checkpoints and batch size are checked before the output folder is created."""
+    vimeo = vimeo_folder(tmp_path / "vimeo", 1)
+    output = tmp_path / "runs" / "base"
+    tiny = ["steps=1", "batch_size=1", "crop=[64,64]", "num_workers=0", f"data.root={vimeo}", "init.i_frame=null"]
+    for setting, message in ((f"data.root={tmp_path / 'none'}", "training data folder not found"),
+                             ("data.list=none.txt", "Vimeo-90k list not found"),
+                             (f"init.i_frame={tmp_path / 'none.pth.tar'}", "checkpoint not found"),
+                             (f"init.p_frame={vimeo / 'sep_trainlist.txt'}", "not a readable PyTorch checkpoint"),
+                             ("batch_size=2", "fewer than one batch of 2"),
+                             ("crop=[96,96]", "smaller than the 96x96 crop")):
+        result = cli(train_cli.main, ["--config", REPO / "train_configs" / "base.json", "-o", output,
+                                      "--set", *tiny, setting], capsys)
+        assert_clear_error(result, message)
+        assert not (tmp_path / "runs").exists()
+
+
+def test_failing_runs_leave_a_run_as_it_was(tmp_path, capsys):
+    """A failed resume or a failed new run into a finished run's folder changes none of its files."""
+    vimeo = vimeo_folder(tmp_path / "vimeo", 1)
+    output = tmp_path / "run"
+    tiny = ["steps=1", "batch_size=1", "crop=[64,64]", "num_workers=0", "sequence_length=2", f"data.root={vimeo}",
+            "init.i_frame=null"]
+    configs = REPO / "train_configs"
+    assert cli(train_cli.main, ["--config", configs / "base.json", "-o", output, "--set", *tiny], capsys)[0] == 0
+    before = snapshot(output)
+    for stage, resume, setting, message in (("augment", True, "steps=2", "holds stage base, not augment"),
+                                            ("base", True, "batch_size=2", "fewer than one batch"),
+                                            ("base", False, f"init.i_frame={tmp_path / 'none'}", "checkpoint not found")):
+        args = ["--config", configs / f"{stage}.json", "-o", output, "--set", *tiny, setting]
+        assert_clear_error(cli(train_cli.main, args + ["--resume"] * resume, capsys), message)
+        assert snapshot(output) == before
+    result = cli(train_cli.main, ["--config", configs / "base.json", "-o", tmp_path / "new", "--resume"], capsys)
     assert_clear_error(result, "nothing to resume")
+    assert not (tmp_path / "new").exists()
 
 
 def test_torchrun_two_processes(tmp_path):

@@ -249,4 +249,5 @@ class BaseLayerCodec(EntropyCodedModel):
         mv_hat, mv_feature = self.mv_decoder(mv_y_hat, mv_q_dec)
         contexts = self._contexts(dpb, mv_hat, frame_index)
         y_hat = self.y_prior.decode(self._y_params(z_hat, dpb, contexts[2], y_height, y_width), read)
+        coder.finish()
         return self._decoded_dpb(y_hat, mv_y_hat, mv_hat, mv_feature, contexts, y_q_dec)

@@ -1,49 +1,64 @@
 """SEVC bitstream files: sevc's one-file scalable container and the published folder layout.
 
-**sevc container, version 1** (all integers big-endian)::
+**sevc container, version 2** (all integers big-endian)::
 
-    header   magic "SEVC" | version u8 | flags u8 (bit 0: fast, base layer only)
+    header   magic "SEVC" | version u8 | flags u8 (bit 0: fast, base layer only) | numerics u8
              | width u32 | height u32 | q_index u8 (0..63) | intra_period i32 (<= 0: first frame only)
              | refresh_interval u32 | frame_count u32 | weights_id 8 bytes | crc32 u32 (of the header)
-    packets  type u8 (1 intra, 2 base layer, 3 enhancement layer) | length u32 | payload
-             | crc32 u32 (of type, length and payload)
+    packets  type u8 (1 intra, 2 base layer, 3 enhancement layer) | length u32 | payload | crc32 u32
 
 An I-frame is one intra packet; a P-frame a base packet followed, unless the stream is fast, by
-an enhancement packet. `weights_id` identifies the weights the stream was encoded with (see
-`sevc.checkpoint.weights_id`); a decoder with other weights refuses the stream. Skim decoding
-seeks past enhancement packets without reading them.
+an enhancement packet. A packet's CRC-32 covers its type, length and payload and continues from
+the CRC of the packet before it (the first packet's from the header's): a packet is valid only
+after its own header and in its own place. `numerics` names the arithmetic the stream was coded
+with (0: float, the published models' arithmetic). `weights_id` identifies the weights (see
+`sevc.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame sizes and
+counts are limited (`sevc.limits`) and checked before anything is decoded; frames are read one at
+a time, and skim decoding seeks past enhancement payloads without reading them.
 
 **official layout** (what the published encoder.py writes): a folder with `headers.bin`
 (intra_period i32, height u32, width u32, q_index u32, fast u32) and one file `N.bin` per frame
 `N = 0, 1, ...`: an I-frame or fast P-frame is `length u32 | payload`, a full P-frame two of them
-(base layer, enhancement layer).
+(base layer, enhancement layer). It has no checksums and no frame count: the frames are the
+`N.bin` files, which must be numbered without gaps.
 """
 from __future__ import annotations
 
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import BinaryIO, List, Sequence, Tuple
+from typing import BinaryIO, Iterator, List, Sequence, Tuple
 
 from .errors import BitstreamError
+from .limits import LimitError, check_frame_count, check_frame_size
+from .quantization import FINE_LEVELS
 
 MAGIC = b"SEVC"
-VERSION = 1
-_HEADER = struct.Struct(">4sBBIIBiII8s")
+VERSION = 2
+NUMERICS = {0: "float"}  # numerics modes this decoder knows
+_HEADER = struct.Struct(">4sBBBIIBiII8s")
 _CRC = struct.Struct(">I")
 _PACKET = struct.Struct(">BI")
 _OFFICIAL_HEADER = struct.Struct(">iIIII")
 _LENGTH = struct.Struct(">I")
 OFFICIAL_HEADER_FILE = "headers.bin"
+OFFICIAL_FRAME = re.compile(r"(0|[1-9][0-9]*)\.bin")
+_FAST = 1
 
 
 class Packet(IntEnum):
     INTRA = 1
     BASE = 2
     ENHANCEMENT = 3
+
+    @property
+    def label(self) -> str:
+        return {Packet.INTRA: "an intra", Packet.BASE: "a base-layer",
+                Packet.ENHANCEMENT: "an enhancement-layer"}[self]
 
 
 @dataclass
@@ -56,8 +71,9 @@ class StreamHeader:
     intra_period: int = -1
     refresh_interval: int = 32
     fast: bool = False
-    frame_count: int = 0
+    frame_count: int = 1
     weights_id: bytes = bytes(8)
+    numerics: int = 0
 
     def is_intra(self, index: int) -> bool:
         return index == 0 or (self.intra_period > 0 and index % self.intra_period == 0)
@@ -68,41 +84,53 @@ class StreamHeader:
             return (Packet.INTRA,)
         return (Packet.BASE,) if self.fast else (Packet.BASE, Packet.ENHANCEMENT)
 
+    def packet_count(self) -> int:
+        """How many packets the frames of the stream consist of."""
+        intra = 1 + ((self.frame_count - 1) // self.intra_period if self.intra_period > 0 else 0)
+        return intra + (self.frame_count - intra) * (1 if self.fast else 2)
+
+    def validate(self) -> None:
+        """Raise BitstreamError unless every field is one sevc can decode."""
+        try:
+            check_frame_size(self.width, self.height)
+            check_frame_count(self.frame_count)
+        except LimitError as exc:
+            raise BitstreamError(f"invalid stream header: {exc}") from None
+        if not 0 <= self.q_index < FINE_LEVELS:
+            raise BitstreamError(f"invalid stream header: q index {self.q_index} is not in 0..{FINE_LEVELS - 1}")
+        if self.refresh_interval <= 0:
+            raise BitstreamError(f"invalid stream header: refresh interval {self.refresh_interval}")
+        if self.numerics not in NUMERICS:
+            raise BitstreamError(f"the stream uses numerics mode {self.numerics}, which this decoder does not know "
+                                 f"(it knows {', '.join(f'{k} ({v})' for k, v in NUMERICS.items())})")
+
 
 Frame = List[bytes]  # a frame's payloads: [intra] or [base] or [base, enhancement]
 
 
-def _crc(*parts: bytes) -> int:
-    crc = 0
-    for part in parts:
-        crc = zlib.crc32(part, crc)
-    return crc
+def _crc(data: bytes, previous: int = 0) -> int:
+    return zlib.crc32(data, previous)
 
 
-def _validate_header(header: StreamHeader) -> None:
-    if not (0 < header.width < 2 ** 32 and 0 < header.height < 2 ** 32):
-        raise BitstreamError(f"invalid frame size {header.width}x{header.height}")
-    if not 0 <= header.q_index < 64:
-        raise BitstreamError(f"invalid q index {header.q_index}")
-    if header.refresh_interval <= 0:
-        raise BitstreamError(f"invalid refresh interval {header.refresh_interval}")
+def _pack_header(header: StreamHeader) -> bytes:
+    data = _HEADER.pack(MAGIC, VERSION, _FAST if header.fast else 0, header.numerics, header.width, header.height,
+                        header.q_index, header.intra_period, header.refresh_interval, header.frame_count,
+                        header.weights_id)
+    return data + _CRC.pack(_crc(data))
 
 
 class SevcWriter:
-    """Writes a sevc container to an open binary file, frame by frame; `close()` completes the header."""
+    """Writes a sevc container to an open binary file, frame by frame; `close()` checks that
+    exactly `header.frame_count` frames were written."""
 
     def __init__(self, file: BinaryIO, header: StreamHeader):
-        _validate_header(header)
+        header.validate()
         self.file = file
         self.header = header
         self.frame_count = 0
-        self._write_header()
-
-    def _write_header(self) -> None:
-        h = self.header
-        data = _HEADER.pack(MAGIC, VERSION, int(h.fast), h.width, h.height, h.q_index, h.intra_period,
-                            h.refresh_interval, self.frame_count, h.weights_id)
-        self.file.write(data + _CRC.pack(_crc(data)))
+        data = _pack_header(header)
+        self._chain = _CRC.unpack(data[-_CRC.size:])[0]
+        file.write(data)
 
     def write_frame(self, payloads: Sequence[bytes]) -> None:
         kinds = self.header.frame_packets(self.frame_count)
@@ -110,14 +138,33 @@ class SevcWriter:
             raise ValueError(f"frame {self.frame_count} needs {len(kinds)} payloads, got {len(payloads)}")
         for kind, payload in zip(kinds, payloads):
             head = _PACKET.pack(kind, len(payload))
-            self.file.write(head + payload + _CRC.pack(_crc(head, payload)))
+            self._chain = _crc(payload, _crc(head, self._chain))
+            self.file.write(head + payload + _CRC.pack(self._chain))
         self.frame_count += 1
 
     def close(self) -> None:
-        end = self.file.tell()
-        self.file.seek(0)
-        self._write_header()
-        self.file.seek(end)
+        if self.frame_count != self.header.frame_count:
+            raise ValueError(f"the header announces {self.header.frame_count} frames, {self.frame_count} were written")
+
+
+class OfficialWriter:
+    """Writes the published folder layout into an existing folder, frame by frame."""
+
+    def __init__(self, folder: str | os.PathLike, header: StreamHeader):
+        header.validate()
+        self.folder = Path(folder)
+        self.header = header
+        self.frame_count = 0
+        (self.folder / OFFICIAL_HEADER_FILE).write_bytes(
+            _OFFICIAL_HEADER.pack(header.intra_period, header.height, header.width, header.q_index, int(header.fast)))
+
+    def write_frame(self, payloads: Sequence[bytes]) -> None:
+        data = b"".join(_LENGTH.pack(len(p)) + p for p in payloads)
+        (self.folder / f"{self.frame_count}.bin").write_bytes(data)
+        self.frame_count += 1
+
+    def close(self) -> None:
+        """Nothing to finish: every frame is a file of its own."""
 
 
 def _read_exactly(file: BinaryIO, size: int, what: str) -> bytes:
@@ -127,107 +174,141 @@ def _read_exactly(file: BinaryIO, size: int, what: str) -> bytes:
     return data
 
 
-def _read_header(file: BinaryIO) -> StreamHeader:
-    data = _read_exactly(file, _HEADER.size, "the header")
-    magic, version, flags, width, height, q_index, intra_period, refresh, count, weights_id = _HEADER.unpack(data)
-    if magic != MAGIC:
-        raise BitstreamError("not a sevc stream (bad magic)")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported sevc stream version {version} (this decoder reads version {VERSION})")
-    if _CRC.unpack(_read_exactly(file, _CRC.size, "the header"))[0] != _crc(data):
-        raise BitstreamError("stream header is corrupted (CRC mismatch)")
-    if flags & ~1:
-        raise BitstreamError(f"unknown stream flags {flags:#x}")
-    header = StreamHeader(width, height, q_index, intra_period, refresh, bool(flags & 1), count, weights_id)
-    _validate_header(header)
-    return header
+class Stream:
+    """A stream opened for decoding: its header, its kind ('sevc' or 'official') and its frames,
+    read one at a time by iterating `frames()` (each check happens as the frame is read)."""
+
+    def __init__(self, header: StreamHeader, kind: str):
+        self.header = header
+        self.kind = kind
+
+    def frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
 
 
-def _read_packet(file: BinaryIO, size: int, expected: Packet, index: int, skip: bool) -> bytes:
-    """The payload of the next packet (which must be of type `expected`) of a `size`-byte file."""
-    head = _read_exactly(file, _PACKET.size, f"frame {index}")
-    kind, length = _PACKET.unpack(head)
-    if kind != expected:
-        raise BitstreamError(f"frame {index}: expected a {expected.name.lower()} packet, found type {kind}")
-    start = file.tell()
-    if start + length + _CRC.size > size:
-        raise BitstreamError(f"stream is truncated (in frame {index})")
-    if skip:
-        file.seek(length + _CRC.size, os.SEEK_CUR)
-        return b""
-    payload = _read_exactly(file, length, f"frame {index}")
-    if _CRC.unpack(_read_exactly(file, _CRC.size, f"frame {index}"))[0] != _crc(head, payload):
-        raise BitstreamError(f"frame {index}: {expected.name.lower()} packet is corrupted (CRC mismatch)")
-    return payload
+class SevcStream(Stream):
+    """A sevc container; skip_enhancement: enhancement payloads are not read (returned empty)."""
+
+    def __init__(self, path: Path, skip_enhancement: bool = False):
+        self.path = path
+        self.skip_enhancement = skip_enhancement
+        with open(path, "rb") as file:
+            self.size = os.fstat(file.fileno()).st_size
+            header, self._chain = self._read_header(file)
+        super().__init__(header, "sevc")
+        smallest = _HEADER.size + _CRC.size + header.packet_count() * (_PACKET.size + _CRC.size)
+        if smallest > self.size:
+            raise BitstreamError(f"stream is truncated: its header announces {header.frame_count} frames, "
+                                 f"which take at least {smallest} bytes, but the file has {self.size}")
+
+    @staticmethod
+    def _read_header(file: BinaryIO) -> Tuple[StreamHeader, int]:
+        data = _read_exactly(file, _HEADER.size, "the header")
+        magic, version, flags, numerics, width, height, q_index, intra_period, refresh, count, weights_id = \
+            _HEADER.unpack(data)
+        if magic != MAGIC:
+            raise BitstreamError("not a sevc stream (bad magic)")
+        if version != VERSION:
+            raise BitstreamError(f"unsupported sevc stream version {version} (this decoder reads version {VERSION})")
+        (crc,) = _CRC.unpack(_read_exactly(file, _CRC.size, "the header"))
+        if crc != _crc(data):
+            raise BitstreamError("stream header is corrupted (CRC mismatch)")
+        if flags & ~_FAST:
+            raise BitstreamError(f"unknown stream flags {flags:#x}")
+        header = StreamHeader(width, height, q_index, intra_period, refresh, bool(flags & _FAST), count, weights_id,
+                              numerics)
+        header.validate()
+        return header, crc
+
+    def frames(self) -> Iterator[Frame]:
+        chain = self._chain
+        with open(self.path, "rb") as file:
+            file.seek(_HEADER.size + _CRC.size)
+            for index in range(self.header.frame_count):
+                frame = []
+                for kind in self.header.frame_packets(index):
+                    skip = self.skip_enhancement and kind == Packet.ENHANCEMENT
+                    payload, chain = self._read_packet(file, kind, index, chain, skip)
+                    frame.append(payload)
+                yield frame
+            if file.read(1):
+                raise BitstreamError(f"unexpected data after the last of {self.header.frame_count} frames")
+
+    def _read_packet(self, file: BinaryIO, expected: Packet, index: int, chain: int, skip: bool) -> Tuple[bytes, int]:
+        """The payload of the next packet, which must be of type `expected`, and the CRC chain after it."""
+        head = _read_exactly(file, _PACKET.size, f"frame {index}")
+        kind, length = _PACKET.unpack(head)
+        if kind != expected:
+            raise BitstreamError(f"frame {index}: expected {expected.label} packet, found type {kind}")
+        if file.tell() + length + _CRC.size > self.size:
+            raise BitstreamError(f"stream is truncated (in frame {index})")
+        if skip:
+            file.seek(length, os.SEEK_CUR)
+            return b"", _CRC.unpack(_read_exactly(file, _CRC.size, f"frame {index}"))[0]
+        payload = _read_exactly(file, length, f"frame {index}")
+        (crc,) = _CRC.unpack(_read_exactly(file, _CRC.size, f"frame {index}"))
+        if crc != _crc(payload, _crc(head, chain)):
+            raise BitstreamError(f"frame {index}: {expected.label} packet is corrupted (CRC mismatch)")
+        return payload, crc
 
 
-def read_sevc(path: str | os.PathLike, skip_enhancement: bool = False) -> Tuple[StreamHeader, List[Frame]]:
-    """Read and check a whole sevc container (every CRC, the packet order, the frame count).
+class OfficialStream(Stream):
+    """The published layout; its header does not record the refresh interval, so it is given."""
 
-    skip_enhancement: do not read enhancement packets (their payloads are returned empty).
-    """
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        header = _read_header(file)
-        frames = []
-        for index in range(header.frame_count):
-            frames.append([_read_packet(file, size, kind, index, skip_enhancement and kind == Packet.ENHANCEMENT)
-                           for kind in header.frame_packets(index)])
-        if file.read(1):
-            raise BitstreamError(f"unexpected data after the last of {header.frame_count} frames")
-    return header, frames
+    def __init__(self, folder: Path, refresh_interval: int = 32):
+        self.folder = folder
+        header_file = folder / OFFICIAL_HEADER_FILE
+        if header_file.stat().st_size != _OFFICIAL_HEADER.size:
+            raise BitstreamError(f"{header_file} has {header_file.stat().st_size} bytes, "
+                                 f"expected {_OFFICIAL_HEADER.size}")
+        intra_period, height, width, q_index, fast = _OFFICIAL_HEADER.unpack(header_file.read_bytes())
+        if fast not in (0, 1):
+            raise BitstreamError(f"{header_file}: invalid fast flag {fast}")
+        header = StreamHeader(width, height, q_index, intra_period, refresh_interval, bool(fast),
+                              self._frame_count(folder))
+        header.validate()
+        super().__init__(header, "official")
 
+    @staticmethod
+    def _frame_count(folder: Path) -> int:
+        """How many frames 0.bin, 1.bin, ... the folder holds; a gap in the numbering is an error."""
+        numbers = set()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                match = OFFICIAL_FRAME.fullmatch(entry.name)
+                if match:
+                    numbers.add(int(match.group(1)))
+        if not numbers:
+            raise BitstreamError(f"{folder} holds no frame (0.bin)")
+        missing = min(set(range(len(numbers))) - numbers, default=None)
+        if missing is not None:
+            raise BitstreamError(f"{folder} lacks frame {missing} ({missing}.bin) but holds {max(numbers)}.bin")
+        return len(numbers)
 
-def write_official(folder: str | os.PathLike, header: StreamHeader, frames: Sequence[Frame]) -> None:
-    """Write frames in the published encoder's folder layout (see the module docstring)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / OFFICIAL_HEADER_FILE).write_bytes(
-        _OFFICIAL_HEADER.pack(header.intra_period, header.height, header.width, header.q_index, int(header.fast)))
-    for index, payloads in enumerate(frames):
-        (folder / f"{index}.bin").write_bytes(b"".join(_LENGTH.pack(len(p)) + p for p in payloads))
+    def frames(self) -> Iterator[Frame]:
+        for index in range(self.header.frame_count):
+            yield self._read_frame(self.folder / f"{index}.bin", len(self.header.frame_packets(index)))
 
-
-def _read_official_frame(path: Path, parts: int) -> Frame:
-    data = path.read_bytes()
-    payloads, offset = [], 0
-    for _ in range(parts):
-        if offset + _LENGTH.size > len(data):
-            raise BitstreamError(f"{path} is truncated")
-        (length,) = _LENGTH.unpack_from(data, offset)
-        offset += _LENGTH.size
-        if offset + length > len(data):
-            raise BitstreamError(f"{path} is truncated")
-        payloads.append(data[offset:offset + length])
-        offset += length
-    if offset != len(data):
-        raise BitstreamError(f"{path} has {len(data) - offset} unexpected trailing bytes")
-    return payloads
-
-
-def read_official(folder: str | os.PathLike, refresh_interval: int = 32) -> Tuple[StreamHeader, List[Frame]]:
-    """Read a stream in the published layout: frames 0.bin, 1.bin, ... up to the first missing one."""
-    folder = Path(folder)
-    data = (folder / OFFICIAL_HEADER_FILE).read_bytes()
-    if len(data) != _OFFICIAL_HEADER.size:
-        raise BitstreamError(f"{folder / OFFICIAL_HEADER_FILE} has {len(data)} bytes, expected {_OFFICIAL_HEADER.size}")
-    intra_period, height, width, q_index, fast = _OFFICIAL_HEADER.unpack(data)
-    if fast not in (0, 1):
-        raise BitstreamError(f"{folder / OFFICIAL_HEADER_FILE}: invalid fast flag {fast}")
-    header = StreamHeader(width, height, q_index, intra_period, refresh_interval, bool(fast))
-    _validate_header(header)
-    frames = []
-    while (folder / f"{len(frames)}.bin").is_file():
-        frames.append(_read_official_frame(folder / f"{len(frames)}.bin", len(header.frame_packets(len(frames)))))
-    if not frames:
-        raise BitstreamError(f"{folder} holds no frame (0.bin)")
-    header.frame_count = len(frames)
-    return header, frames
+    @staticmethod
+    def _read_frame(path: Path, parts: int) -> Frame:
+        data = path.read_bytes()
+        payloads, offset = [], 0
+        for _ in range(parts):
+            if offset + _LENGTH.size > len(data):
+                raise BitstreamError(f"{path} is truncated")
+            (length,) = _LENGTH.unpack_from(data, offset)
+            offset += _LENGTH.size
+            if offset + length > len(data):
+                raise BitstreamError(f"{path} is truncated")
+            payloads.append(data[offset:offset + length])
+            offset += length
+        if offset != len(data):
+            raise BitstreamError(f"{path} has {len(data) - offset} unexpected trailing bytes")
+        return payloads
 
 
-def read_stream(path: str | os.PathLike, skip_enhancement: bool = False,
-                refresh_interval: int = 32) -> Tuple[StreamHeader, List[Frame], str]:
-    """Read either format, detected from `path`: (header, frames, 'sevc' or 'official').
+def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh_interval: int = 32) -> Stream:
+    """Open either format, detected from `path` (a sevc file or an official stream folder).
 
     refresh_interval applies to official streams, whose header does not record it.
     """
@@ -235,9 +316,9 @@ def read_stream(path: str | os.PathLike, skip_enhancement: bool = False,
     if path.is_dir():
         if not (path / OFFICIAL_HEADER_FILE).is_file():
             raise BitstreamError(f"{path} is a folder without {OFFICIAL_HEADER_FILE}: not an SEVC stream")
-        header, frames = read_official(path, refresh_interval)
-        return header, frames, "official"
-    if not path.is_file():
+        return OfficialStream(path, refresh_interval)
+    if not path.exists():
         raise BitstreamError(f"stream not found: {path}")
-    header, frames = read_sevc(path, skip_enhancement)
-    return header, frames, "sevc"
+    if not path.is_file():
+        raise BitstreamError(f"{path} is not a regular file: not an SEVC stream")
+    return SevcStream(path, skip_enhancement)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Dict
+import re
+import warnings
+import weakref
+from typing import Dict, Tuple
 
 import torch
 from torch import nn
@@ -23,18 +26,41 @@ def read_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = _load(path)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not a checkpoint"
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_load_failure(exc)}") from None
     for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} does not hold a state_dict of tensors")
+        raise CheckpointError(f"{path} does not hold a state_dict (a dict of tensors, possibly under "
+                              "'state_dict' or 'net')")
     prefix = "module."
     if obj and all(k.startswith(prefix) for k in obj):
         obj = {k[len(prefix):]: v for k, v in obj.items()}
     return obj
+
+
+def _load(path: str | os.PathLike):
+    """torch.load with weights_only=True, memory-mapped when the file format allows it (no second
+    copy of the weights in memory while they are loaded into a model)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap can only be used with files saved with" not in str(exc):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, in one line."""
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if unsafe and not unsafe.group(1).startswith("torch."):
+        return (f"it holds a Python object ({unsafe.group(1)}) besides tensors, and sevc loads checkpoints only "
+                "with torch.load(weights_only=True), which never runs code from a file")
+    return "not a PyTorch file, or a damaged one"
 
 
 def _listing(keys) -> str:
@@ -69,12 +95,25 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     return model
 
 
+_DIGESTS: "weakref.WeakKeyDictionary[nn.Module, Tuple[tuple, bytes]]" = weakref.WeakKeyDictionary()
+
+
+def _digest(model: nn.Module) -> bytes:
+    """SHA-256 of a model's state_dict names and values; remembered until a tensor changes."""
+    state = model.state_dict()
+    versions = tuple((key, value.data_ptr(), value._version) for key, value in state.items())
+    remembered = _DIGESTS.get(model)
+    if remembered is not None and remembered[0] == versions:
+        return remembered[1]
+    digest = hashlib.sha256()
+    for key, value in state.items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    _DIGESTS[model] = (versions, digest.digest())
+    return _DIGESTS[model][1]
+
+
 def weights_id(*models: nn.Module) -> bytes:
     """8 bytes identifying the weights of `models` (SHA-256 of their state_dicts' names and values),
     recorded in sevc streams so that a decoder with other weights refuses them."""
-    digest = hashlib.sha256()
-    for model in models:
-        for key, value in model.state_dict().items():
-            digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.digest()[:8]
+    return hashlib.sha256(b"".join(_digest(model) for model in models)).digest()[:8]

@@ -103,4 +103,5 @@ class EnhancementLayerCodec(EntropyCodedModel):
         coder.set_stream(bit_stream)
         y_hat = self.y_prior.decode(self._params(contexts, latent_prior, ref_ys),
                                     lambda scales: self.latent_model.decode(coder, scales))
+        coder.finish()
         return self._decoded_dpb(y_hat, contexts, ref_ys, y_q_dec)

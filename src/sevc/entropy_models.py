@@ -59,6 +59,17 @@ class EntropyCoder:
             raise BitstreamError(str(exc)) from None
         return torch.from_numpy(values.astype(np.float32)).reshape(indexes.shape)
 
+    def finish(self) -> None:
+        """Check that the stream was decoded exactly to its end; call it after the last `decode`.
+
+        Raises BitstreamError when bytes are left over (trailing data, or fewer symbols decoded
+        than were coded) or the final rANS state is wrong (a corrupted stream).
+        """
+        try:
+            self.decoder.finish()
+        except ValueError as exc:
+            raise BitstreamError(str(exc)) from None
+
 
 def pmf_to_cdf_tables(pmf: torch.Tensor, tail_mass: torch.Tensor, pmf_length: torch.Tensor,
                       offset: torch.Tensor) -> "_rans.CdfTables":
@@ -210,7 +221,12 @@ class ScaleTableModel:
         self.tables = pmf_to_cdf_tables(upper - lower, 2 * lower[:, :1], pmf_length, -center)
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
-        """Table index (0..255) of each scale: the nearest table scale at or below it."""
+        """Table index (0..255) of each scale: the nearest table scale at or below it.
+
+        Raises BitstreamError if a scale is NaN or infinite (what a corrupted stream decodes to).
+        """
+        if not bool(torch.isfinite(scales).all()):
+            raise BitstreamError("corrupted bitstream: non-finite entropy-model scale (NaN or infinity)")
         scales = torch.maximum(scales, torch.zeros_like(scales) + 1e-5)
         indexes = (torch.log(scales) - self.log_scale_min) / self.log_scale_step
         return indexes.clamp_(0, self.SCALE_LEVELS - 1).int()

@@ -22,6 +22,7 @@ from typing import Dict, List
 from .errors import SevcError
 from .frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, SourceFrames, read_frames
 from .intra import IntraNoAR
+from .limits import LimitError, check_frame_count, check_frame_size
 from .metrics import msssim, psnr, sequence_record
 from .sevc_model import SEVC
 from .video import VideoCodec
@@ -96,8 +97,11 @@ def load_test_config(path: str | os.PathLike) -> List[Sequence]:
         base = root / _field(spec, "base_path", where, str)
         for name, seq in _field(spec, "sequences", where, dict).items():
             values = [_field(seq, key, f"{where}, sequence {name}", int) for key in ("width", "height", "frames", "gop")]
-            if min(values[:3]) <= 0:
-                raise ConfigError(f"{where}, sequence {name}: width, height and frames must be positive")
+            try:
+                check_frame_size(values[0], values[1])
+                check_frame_count(values[2])
+            except LimitError as exc:
+                raise ConfigError(f"{where}, sequence {name}: {exc}") from None
             sequences.append(Sequence(dataset, name, _source(base, name, src_type), src_type, *values,
                                       yuv_matrix=matrix, yuv_range=color_range))
     if not sequences:

@@ -48,13 +48,34 @@ def count_png_frames(folder: str | os.PathLike) -> int:
 
 
 def read_png(path: str | os.PathLike) -> torch.Tensor:
-    """One PNG as [1, 3, H, W] float32 RGB in [0, 1]."""
+    """One PNG as [1, 3, H, W] float32 RGB in [0, 1].
+
+    8-bit RGB, grayscale (replicated to RGB), palette and 1-bit images are converted exactly, 16-bit
+    grayscale as value / 65535; images with transparent pixels and 16-bit color images (which
+    Pillow reads only to 8 bits) are refused.
+    """
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    except (OSError, SyntaxError) as exc:
+            rgb = _rgb_array(image, path)
+    except (OSError, SyntaxError, ValueError) as exc:
         raise FrameError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1) / 255.0))[None]
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+
+
+def _rgb_array(image: Image.Image, path) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1] of an opened image (see read_png)."""
+    if image.mode in ("RGB", "RGBA") and any(";16" in str(tile[3]) for tile in image.tile):
+        raise FrameError(f"{path} is a 16-bit color image, which sevc cannot read exactly; convert it to 8 bits")
+    if image.mode.startswith("I"):
+        values = np.asarray(image, dtype=np.float64)
+        if values.min() < 0 or values.max() > 65535:
+            raise FrameError(f"{path} has samples outside the 16-bit range")
+        return np.repeat((values / 65535.0)[..., None], 3, axis=2).astype(np.float32)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"))
+        if (rgba[..., 3] != 255).any():
+            raise FrameError(f"{path} has transparent pixels; sevc codes opaque RGB frames")
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def write_png(frame: torch.Tensor, path: str | os.PathLike) -> None:

@@ -162,4 +162,5 @@ class IntraNoAR(EntropyCodedModel):
         y_height, y_width = downsampled_shape(height, width, 16)
         params = self._prior_params(z_hat, y_height, y_width)
         y_hat = self.prior.decode(params, lambda scales: self.latent_model.decode(coder, scales))
+        coder.finish()
         return {"x_hat": self._synthesize(y_hat, q_dec).clamp_(0, 1)}

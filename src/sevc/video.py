@@ -11,6 +11,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 import torch
 
+from .errors import BitstreamError
 from .intra import IntraNoAR
 from .padding import crop
 from .sevc_model import SEVC, intra_base_dpb, intra_enhancement_dpb
@@ -127,4 +128,7 @@ class VideoCodec:
                 else:
                     base_dpb, dpb = self.p_frame.decompress(payloads, height, width, base_dpb, dpb, q_index, index)
             full = None if base_only else crop(dpb["ref_frame"], height, width).clamp(0, 1)
-            yield CodedFrame(self.is_intra(index), [], full, self._skim(base_dpb, height, width))
+            skim = self._skim(base_dpb, height, width)
+            if not all(bool(torch.isfinite(x).all()) for x in (full, skim) if x is not None):
+                raise BitstreamError(f"frame {index} decodes to values that are not finite: the stream is corrupted")
+            yield CodedFrame(self.is_intra(index), [], full, skim)

@@ -2,29 +2,48 @@
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional
+import sys
+from typing import Dict, List, Optional
 
-from ..outputs import atomic_dir
-from ..rd_report import load_results, parse_named, report
-from .common import run
+from ..outputs import Layout, atomic_dir
+from ..rd_report import (Results, ReportError, check_comparable, load_results, not_comparable_messages, parse_named,
+                         summarize, write_report)
+from .common import ArgumentParser, add_overwrite_arg, run
+
+REPORT_LAYOUT = Layout(files=(r"bd_rate\.json", r"bd_rate\.md", r"rd_.*_(psnr|msssim)\.png"))
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="BD-rate and RD curves of test.py result files against an anchor")
+    parser = ArgumentParser(description="BD-rate and RD curves of test.py result files against an anchor")
     parser.add_argument("--anchor", required=True, metavar="NAME=JSON", help="anchor results (e.g. VTM=vtm.json)")
     parser.add_argument("--test", required=True, nargs="+", metavar="NAME=JSON", help="results to compare")
     parser.add_argument("-o", "--output_path", required=True, help="output folder: bd_rate.json, bd_rate.md, "
                                                                    "rd_<dataset>_<metric>.png")
+    add_overwrite_arg(parser)
     return parser.parse_args(argv)
+
+
+def load_tests(values: List[str], anchor_name: str) -> Dict[str, Results]:
+    """{codec name: results} of the --test arguments; each name once, none the anchor's."""
+    tests: Dict[str, Results] = {}
+    for name, path in parse_named(values):
+        if name in tests or name == anchor_name:
+            raise ReportError(f"the name {name} is given twice; name the files NAME=JSON")
+        tests[name] = load_results(path)
+    return tests
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     (anchor_name, anchor_path), = parse_named([args.anchor])
     anchor = load_results(anchor_path)
-    tests = {name: load_results(path) for name, path in parse_named(args.test)}
-    with atomic_dir(args.output_path, stale="rd_*.png") as out:
-        report(anchor_name, anchor, tests, out)
+    tests = load_tests(args.test, anchor_name)
+    summary = summarize(anchor_name, anchor, tests)
+    for message in not_comparable_messages(summary, anchor_name):
+        print(f"warning: {message}", file=sys.stderr)
+    check_comparable(summary)
+    with atomic_dir(args.output_path, REPORT_LAYOUT, args.overwrite) as out:
+        write_report(anchor_name, anchor, tests, summary, out)
         print((out / "bd_rate.md").read_text(), end="")
     print(f"written to {args.output_path}")
     return 0

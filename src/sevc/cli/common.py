@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Callable, List, Optional
 
@@ -11,12 +12,31 @@ import torch
 from ..errors import SevcError
 from ..frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES
 
-MIN_SIDE = 64  # the smallest frame side SEVC codes (its base layer then is 16 pixels)
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
-def str2bool(value) -> bool:
-    """The published scripts' boolean flags: yes/y/true/t/1 (any case) are true."""
-    return str(value).lower() in ("yes", "y", "true", "t", "1")
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like KeyboardInterrupt, so partial outputs are cleaned up."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, reporting a bad command line like any other bad input: one `error:` line, exit 1."""
+
+    def error(self, message: str):
+        raise SevcError(f"{message} (see {self.prog} --help)")
+
+
+def str2bool(value: str) -> bool:
+    """The published scripts' boolean flags, as 0 or 1."""
+    if str(value) not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow an output that exists and was not written by sevc (only sevc's own files in "
+                             "an output folder are replaced)")
 
 
 def add_model_args(parser: argparse.ArgumentParser, cuda_default: Optional[bool] = None) -> None:
@@ -43,12 +63,12 @@ def add_input_args(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def source_type(args: argparse.Namespace) -> str:
-    return args.src_type or ("png" if os.path.isdir(args.input_path) else "yuv420")
-
-
-def check_frame_size(width: int, height: int) -> None:
-    if width < MIN_SIDE or height < MIN_SIDE:
-        raise SevcError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {width}x{height}")
+    """The input's type: --src_type, else png for a folder and yuv420 for a file."""
+    if args.src_type:
+        return args.src_type
+    if not os.path.exists(args.input_path):
+        raise SevcError(f"input not found: {args.input_path} (a folder of PNG frames or a raw .yuv file)")
+    return "png" if os.path.isdir(args.input_path) else "yuv420"
 
 
 def check_model_args(args: argparse.Namespace) -> None:
@@ -83,11 +103,17 @@ def deterministic() -> None:
     torch.manual_seed(0)
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def run(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:
-    """Run a tool's `main`, turning bad input into one line on stderr and exit status 1.
+    """Run a tool's `main`, turning bad input into one line on stderr and exit status 1, and
+    SIGINT / SIGTERM into a clean stop (partial outputs removed) with status 130 / 143.
 
     Set SEVC_DEBUG=1 to see the full traceback instead.
     """
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return main(argv)
     except (SevcError, ValueError, OSError) as exc:
@@ -99,3 +125,8 @@ def run(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        signal.signal(signal.SIGTERM, previous)

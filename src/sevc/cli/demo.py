@@ -14,7 +14,7 @@ from ..bitstream import StreamHeader
 from ..checkpoint import weights_id
 from ..frames import count_png_frames, read_png_folder
 from ..models import I_FRAME_CKPT, P_FRAME_CKPT, default_checkpoint, load_models, stand_in_models
-from .common import deterministic, devices, run
+from .common import ArgumentParser, deterministic, devices, run
 from .decode import decode_video
 from .encode import encode_video, summary
 
@@ -23,7 +23,7 @@ SAMPLE_SIZE = (176, 144)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="SEVC demo: encode and decode the bundled sample clip")
+    parser = ArgumentParser(description="SEVC demo: encode and decode the bundled sample clip")
     parser.add_argument("-o", "--output_path", default="out/demo", help="output folder (default out/demo)")
     parser.add_argument("-q", "--qp", type=int, default=32, help="q level 0..63 (default 32)")
     parser.add_argument("--ckpt_dir", default="ckpt", help="folder with the official checkpoints")
@@ -46,10 +46,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     width, height = SAMPLE_SIZE
     frame_count = count_png_frames(SAMPLE)
     out = Path(args.output_path)
-    header = StreamHeader(width, height, args.qp, weights_id=weights_id(i_frame, p_frame))
+    header = StreamHeader(width, height, args.qp, frame_count=frame_count, weights_id=weights_id(i_frame, p_frame))
     stream = out / "carphone.sevc"
     print(f"encoding {frame_count} frames of {SAMPLE.name} (bundled, see {SAMPLE.parent / 'README.md'}) at q {args.qp}")
-    stats = encode_video(i_frame, p_frame, read_png_folder(SAMPLE, width, height), frame_count, header, stream)
+    stats = encode_video(i_frame, p_frame, read_png_folder(SAMPLE, width, height), header, stream)
     print("frame  type     bpp   PSNR (dB)")
     for index, frame in enumerate(stats):
         print(f"{index + 1:5d}  {frame.frame_type:>4}  {frame.bytes * 8 / (width * height):6.4f}  {frame.psnr:9.2f}")

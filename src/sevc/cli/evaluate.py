@@ -19,15 +19,15 @@ from tqdm import tqdm
 from ..errors import SevcError
 from ..evaluation import Job, evaluate_sequence, load_test_config
 from ..models import anchor_count, load_models
-from ..outputs import atomic_file, check_file_path
+from ..outputs import atomic_file, check_file_path, is_json_object
 from ..quantization import rate_q_indexes
-from .common import add_model_args, check_model_args, deterministic, devices, run
+from .common import ArgumentParser, add_model_args, add_overwrite_arg, check_model_args, deterministic, devices, run
 
 _MODELS = None  # (i_frame, p_frame) of this process
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="SEVC rate-distortion evaluation (estimated bits)")
+    parser = ArgumentParser(description="SEVC rate-distortion evaluation (estimated bits)")
     add_model_args(parser, cuda_default=False)
     parser.add_argument("--rate_num", type=int, default=4, help="number of rates (2..64)")
     parser.add_argument("--i_frame_q_indexes", type=int, nargs="+", help="fine q levels (0..63), one per rate")
@@ -36,6 +36,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--worker", "-w", type=int, default=1, help="worker processes")
     parser.add_argument("--output_path", type=str, required=True, help="result JSON")
     parser.add_argument("--ratio", type=float, default=4.0, help="base-layer downsampling ratio (SEVC: 4)")
+    add_overwrite_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -73,11 +74,24 @@ def _execute(args, jobs: List[Job], device_list: List[str]):
         return
     context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
-    with concurrent.futures.ProcessPoolExecutor(args.worker, mp_context=context, initializer=_init_worker,
-                                                initargs=(args, device_list, counter)) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(args.worker, mp_context=context, initializer=_init_worker,
+                                                  initargs=(args, device_list, counter))
+    try:
         futures = [pool.submit(_run_job, job, args.refresh_interval) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Stop the workers now (an interrupted or failed run), not after their current jobs."""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -88,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SevcError(f"--worker must be at least 1, got {args.worker}")
     if args.ratio != 4:
         raise SevcError("SEVC's base layer is 4x downsampled; --ratio must be 4")
-    check_file_path(args.output_path)
+    check_file_path(args.output_path, is_json_object, args.overwrite, [args.test_config])
     deterministic()
     device_list = devices(args.cuda)
     jobs = _jobs(args, anchor_count(args.i_frame_model_path))
@@ -110,11 +124,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         key = (job.sequence.dataset, job.sequence.name, job.rate_index)
         if key in results:
             log.setdefault(key[0], {}).setdefault(key[1], {})[f"{key[2]:03d}"] = results[key]
-    with atomic_file(args.output_path) as path:
+    with atomic_file(args.output_path, is_json_object, args.overwrite, [args.test_config]) as path:
         path.write_text(json.dumps(log, indent=2))
-    frames = sum(job.sequence.frames for job in jobs)
-    print(f"tested {frames} frames from {len(jobs) // args.rate_num} sequences x {args.rate_num} rates "
-          f"in {(time.time() - begin) / 60:.1f} min; results in {args.output_path}")
+    tested = [job for job in jobs if (job.sequence.dataset, job.sequence.name, job.rate_index) in results]
+    sequences = len({(job.sequence.dataset, job.sequence.name) for job in tested})
+    print(f"tested {sum(job.sequence.frames for job in tested)} frames ({sequences} sequences, {len(tested)} of "
+          f"{len(jobs)} sequence-rate jobs) in {(time.time() - begin) / 60:.1f} min; results in {args.output_path}")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else 0

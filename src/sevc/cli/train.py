@@ -15,8 +15,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="stage configuration JSON")
     parser.add_argument("-o", "--output", required=True, help="output folder (weights, train state, log)")
     parser.add_argument("--resume", action="store_true", help="continue from the output folder's train state")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override configuration entries; VALUE is JSON (or a string), "
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override configuration entries (repeatable); VALUE is JSON (or a string), "
                              "KEY may be nested with dots: data.root=/data/vimeo")
     return parser.parse_args(argv)
 
@@ -41,6 +41,7 @@ def overrides(pairs: List[str]) -> Dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Train one stage as the command line says; prints the last logged numbers."""
     args = parse_args(argv)
     config = load_config(args.config, overrides(args.set))
     last = train(config, args.output, args.resume)
@@ -50,4 +51,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def entry() -> int:
+    """train.py's entry point: errors as one `error:` line and exit status 1."""
     return run(main)

@@ -70,9 +70,11 @@ class Vimeo90k(ClipDataset):
     def __init__(self, root: str | os.PathLike, length: int = 6, crop: Tuple[int, int] = (256, 256),
                  list_file: str = "sep_trainlist.txt", seed: int = 0):
         super().__init__(length, crop, seed)
-        if not 2 <= length <= self.SEPTUPLET:
-            raise FrameError(f"Vimeo-90k clips hold {self.SEPTUPLET} frames; sequence length {length} is not possible")
+        if not 1 <= length <= self.SEPTUPLET:
+            raise FrameError(f"Vimeo-90k septuplets allow sequence_length 1..{self.SEPTUPLET}, got {length}")
         root = Path(root)
+        if not root.is_dir():
+            raise FrameError(f"training data folder not found: {root}")
         listing = root / list_file
         if not listing.is_file():
             raise FrameError(f"Vimeo-90k list not found: {listing}")

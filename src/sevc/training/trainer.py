@@ -17,6 +17,8 @@ A stage configuration (JSON, see train_configs/) holds:
 The output folder receives `i_frame.pth.tar` and `p_frame.pth.tar` (state_dicts with the official
 checkpoints' keys: test.py, encoder.py and decoder.py load them), `train_state.pt` (optimizer,
 scheduler, step, random states: `--resume` continues exactly where it stopped) and `log.jsonl`.
+The configuration, data, checkpoints and train state are all checked before the output folder
+is created or written: a run that fails to start leaves it as it was.
 Each step trains one q anchor (step % 4) with its lambda.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -39,7 +41,7 @@ from ..errors import SevcError
 from ..intra import IntraNoAR
 from ..outputs import atomic_file
 from ..sevc_model import SEVC
-from .data import build_dataset
+from .data import ClipDataset, build_dataset
 from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
 from .stages import OBJECTIVES, STAGES, StageModel
 
@@ -49,8 +51,11 @@ DEFAULTS = {
     "layer_weight": LAYER_WEIGHT, "init": {"i_frame": None, "p_frame": None}, "save_every": 1000,
     "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4, "detach_every": 0,
 }
+COUNTS = {"sequence_length": 1, "batch_size": 1, "steps": 1, "save_every": 1, "log_every": 1, "anchors": 1,
+          "num_workers": 0, "detach_every": 0, "seed": 0}  # integer entries and their smallest value
 MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
 STATE_FILE = "train_state.pt"
+STATE_KEYS = {"step", "optimizer", "scheduler", "torch_rng", "stage"}
 LOG_FILE = "log.jsonl"
 
 
@@ -62,22 +67,46 @@ def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Di
     """A stage configuration with the defaults filled in and `overrides` applied (a dict value
     updates the entries of a dict entry, e.g. {"data": {"root": ...}})."""
     try:
-        config = {**DEFAULTS, **json.loads(Path(path).read_text())}
+        loaded = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise TrainingError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise TrainingError(f"{path} does not hold a JSON object")
+    config = {**DEFAULTS, **loaded}
     for key, value in (overrides or {}).items():
         merge = isinstance(value, dict) and isinstance(config.get(key), dict)
         config[key] = {**config[key], **value} if merge else value
+    _check_config(config, path)
+    return config
+
+
+def _check_config(config: Dict, path: str | os.PathLike) -> None:
+    """Every entry training reads is there and of the right kind (data and files are checked later)."""
     if config.get("stage") not in STAGES:
         raise TrainingError(f"{path}: \"stage\" must be one of {', '.join(STAGES)}")
-    if "data" not in config:
-        raise TrainingError(f"{path}: missing \"data\"")
-    if any(c % 16 or c <= 0 for c in config["crop"]):
-        raise TrainingError(f"crop {config['crop']} must be positive multiples of 16")
+    for key in ("data", "init"):
+        if not isinstance(config.get(key), dict):
+            raise TrainingError(f"{path}: \"{key}\" must be an object, got {config.get(key)!r}")
+    if "root" not in config["data"]:
+        raise TrainingError(f"{path}: \"data\" has no \"root\"")
+    crop = config["crop"]
+    if not (isinstance(crop, list) and len(crop) == 2 and all(isinstance(c, int) and c > 0 and not c % 16 for c in crop)):
+        raise TrainingError(f"crop {crop} must be [height, width], positive multiples of 16")
+    _check_counts(config)
     minimum = 1 if config["stage"] == "i_frame" else 2
     if config["sequence_length"] < minimum:
         raise TrainingError(f"stage {config['stage']} needs sequence_length >= {minimum}")
-    return config
+
+
+def _check_counts(config: Dict) -> None:
+    """The integer entries are integers in range; there is a lambda for each q anchor."""
+    for key, low in COUNTS.items():
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise TrainingError(f"{key} must be an integer >= {low}, got {value!r}")
+    most = min(len(config["lambdas"]), len(LAMBDAS))
+    if config["anchors"] > most:
+        raise TrainingError(f"anchors must be at most {most} (one lambda per q anchor), got {config['anchors']}")
 
 
 class Distributed:
@@ -114,7 +143,8 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def _models(config: Dict, output: Path, resume: bool):
+def _models(config: Dict, output: Path, resume: bool) -> Tuple[IntraNoAR, SEVC]:
+    """Both models, from the output folder's weights when resuming, else from `init` (or fresh)."""
     torch.manual_seed(config["seed"])
     i_frame, p_frame = IntraNoAR(), SEVC()
     for name, model in (("i_frame", i_frame), ("p_frame", p_frame)):
@@ -122,6 +152,60 @@ def _models(config: Dict, output: Path, resume: bool):
         if source:
             load_checkpoint(model, source)
     return i_frame, p_frame
+
+
+def _check_output(output: Path, resume: bool) -> None:
+    """The output folder can be used: not a file; when resuming, a folder with a train state."""
+    if output.exists() and not output.is_dir():
+        raise TrainingError(f"output path is not a folder: {output}")
+    if resume and not (output / STATE_FILE).is_file():
+        raise TrainingError(f"nothing to resume in {output} (no {STATE_FILE})")
+
+
+def _dataset(config: Dict, world_size: int) -> ClipDataset:
+    """The stage's dataset, checked: enough clips for a batch, its first clip readable and cropped."""
+    if config["batch_size"] % world_size:
+        raise TrainingError(f"batch_size {config['batch_size']} is not a multiple of {world_size} processes")
+    dataset = build_dataset(config["data"], config["sequence_length"], config["crop"], config["seed"])
+    if len(dataset) < config["batch_size"]:
+        raise TrainingError(f"{len(dataset)} clips are fewer than one batch of {config['batch_size']}")
+    dataset[0]  # one clip read and cropped: unreadable frames or frames smaller than the crop fail here
+    return dataset
+
+
+def _train_state(output: Path, stage: str) -> Dict:
+    """The train state `--resume` continues from, checked to be one of `stage`."""
+    path = output / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and unpickler errors all mean "not a train state"
+        raise TrainingError(f"{path} is not a readable train state ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or not STATE_KEYS <= set(state):
+        raise TrainingError(f"{path} is not a train state (keys {', '.join(sorted(STATE_KEYS))})")
+    if state["stage"] != stage:
+        raise TrainingError(f"{output} holds stage {state['stage']}, not {stage}")
+    return state
+
+
+def _optimizer(config: Dict, stage_model: StageModel, state: Optional[Dict],
+               source: Path) -> Tuple[torch.optim.Adam, torch.optim.lr_scheduler.MultiStepLR]:
+    """Adam and its learning-rate schedule, restored from `state` (read from `source`) if given."""
+    optimizer = torch.optim.Adam(list(stage_model.trained_parameters()), lr=config["lr"])
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config["lr_milestones"], config["lr_gamma"])
+    if state is not None:
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrainingError(f"{source} does not fit stage {config['stage']}: {exc}") from None
+    return optimizer, scheduler
+
+
+def _start_output(output: Path, config: Dict) -> None:
+    """Create the output folder and record the configuration (after every check has passed)."""
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_file(output / "config.json") as path:
+        path.write_text(json.dumps(config, indent=2))
 
 
 def _batches(length: int, batch: int, epoch: int, seed: int, rank: int, world: int) -> List[List[int]]:
@@ -151,40 +235,28 @@ def train(config: Dict, output: str | os.PathLike, resume: bool = False) -> Dict
 
 
 def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[str, float]:
-    if config["batch_size"] % env.world_size:
-        raise TrainingError(f"batch_size {config['batch_size']} is not a multiple of {env.world_size} processes")
-    if resume and not (output / STATE_FILE).is_file():
-        raise TrainingError(f"nothing to resume in {output} (no {STATE_FILE})")
-    if env.main:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "config.json").write_text(json.dumps(config, indent=2))
-    env.barrier()
-    dataset = build_dataset(config["data"], config["sequence_length"], config["crop"], config["seed"])
+    _check_output(output, resume)
+    dataset = _dataset(config, env.world_size)
+    state = _train_state(output, config["stage"]) if resume else None
     objective = Objective(OBJECTIVES[config["stage"]], config["lambdas"], config["frame_weights"],
                           config["layer_weight"])
     stage_model = StageModel(config["stage"], *_models(config, output, resume), objective,
                              config["detach_every"]).to(env.device)
-    trained = list(stage_model.trained_parameters())
-    optimizer = torch.optim.Adam(trained, lr=config["lr"])
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config["lr_milestones"], config["lr_gamma"])
-    step = 0
+    optimizer, scheduler = _optimizer(config, stage_model, state, output / STATE_FILE)
     torch.manual_seed(config["seed"] + env.rank)
-    if resume:
-        state = torch.load(output / STATE_FILE, map_location="cpu", weights_only=True)
-        if state["stage"] != config["stage"]:
-            raise TrainingError(f"{output} holds stage {state['stage']}, not {config['stage']}")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    step = 0
+    if state is not None:
         step = state["step"]
         torch.random.set_rng_state(state["torch_rng"])
+    if env.main:
+        _start_output(output, config)
+    env.barrier()
     network = stage_model
     if env.world_size > 1:
         network = DistributedDataParallel(stage_model, find_unused_parameters=True,
                                           device_ids=[env.device.index] if env.device.type == "cuda" else None)
     network.train()
     batches_per_epoch = len(dataset) // config["batch_size"]
-    if batches_per_epoch == 0:
-        raise TrainingError(f"{len(dataset)} clips are fewer than one batch of {config['batch_size']}")
     last: Dict[str, float] = {}
     log = open(output / LOG_FILE, "a") if env.main else None
     try:

@@ -1,0 +1,28 @@
+"""The sizes sevc codes: checked on every input and on every stream header before anything is allocated."""
+from __future__ import annotations
+
+from .errors import SevcError
+
+MIN_SIDE = 64                # the smallest frame side SEVC codes (its base layer then is 16 pixels)
+MAX_SIDE = 8192              # the largest frame side (8K: 7680x4320 UHD and 8192x4320 DCI)
+MAX_PIXELS = 8192 * 4320     # the largest frame area
+MAX_FRAMES = 1_000_000       # the most frames one stream holds (over 9 hours at 30 frames/s)
+
+
+class LimitError(SevcError):
+    """A frame size or frame count outside what sevc codes."""
+
+
+def check_frame_size(width: int, height: int) -> None:
+    """Raise LimitError unless width x height is a frame size sevc codes."""
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise LimitError(f"frames must be at least {MIN_SIDE}x{MIN_SIDE}, got {width}x{height}")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise LimitError(f"frames of {width}x{height} exceed the largest size sevc codes "
+                         f"({MAX_SIDE} pixels a side, {MAX_PIXELS} pixels in all)")
+
+
+def check_frame_count(count: int) -> None:
+    """Raise LimitError unless a stream may hold `count` frames."""
+    if not 1 <= count <= MAX_FRAMES:
+        raise LimitError(f"a stream holds 1..{MAX_FRAMES} frames, not {count}")
