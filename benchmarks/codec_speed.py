@@ -14,14 +14,15 @@ import time
 import torch
 
 from sevc.cli.common import deterministic
-from sevc.cli.demo import SAMPLE, SAMPLE_SIZE
-from sevc.frames import read_png_folder
-from sevc.models import I_FRAME_CKPT, P_FRAME_CKPT, default_checkpoint, load_models, stand_in_models
-from sevc.video import VideoCodec
+from sevc.codec.video import VideoCodec
+from sevc.io.frames import read_png_folder
+from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
+from sevc.models import Rate
+from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, default_checkpoint, load_models, stand_in_models
 
 
 def clip(width: int, height: int, frames: int, device) -> list:
-    sample = list(read_png_folder(SAMPLE, *SAMPLE_SIZE))
+    sample = list(read_png_folder(SAMPLE_CLIP, *SAMPLE_SIZE))
     tiles = (-(-height // SAMPLE_SIZE[1]), -(-width // SAMPLE_SIZE[0]))
     return [sample[k % len(sample)].repeat(1, 1, *tiles)[..., :height, :width].to(device) for k in range(frames)]
 
@@ -50,16 +51,17 @@ def main() -> None:
     models = load_models(*paths, device=device) if all(map(os.path.isfile, paths)) else stand_in_models(0, device)
     codec = VideoCodec(*models)
     frames = clip(args.width, args.height, args.frames, device)
-    list(codec.evaluate(frames[:2], False, args.q))  # warm-up
+    rate = Rate.level(args.q)
+    list(codec.evaluate(frames[:2], i_rate=rate))  # warm-up
     coded = []
     seconds = {
-        "test path": timed(device, lambda: list(codec.evaluate(frames, False, args.q))),
-        "encode": timed(device, lambda: coded.extend(codec.encode(frames, args.q))),
+        "test path": timed(device, lambda: list(codec.evaluate(frames, i_rate=rate))),
+        "encode": timed(device, lambda: coded.extend(codec.encode(frames, rate=rate))),
     }
     payloads = [c.payloads for c in coded]
-    seconds["decode full"] = timed(device, lambda: list(codec.decode(payloads, args.height, args.width, args.q)))
-    seconds["decode skim"] = timed(device, lambda: list(codec.decode(payloads, args.height, args.width, args.q,
-                                                                     skim_only=True)))
+    seconds["decode full"] = timed(device, lambda: list(codec.decode(payloads, args.height, args.width, rate=rate)))
+    seconds["decode skim"] = timed(device, lambda: list(codec.decode(payloads, args.height, args.width, rate=rate,
+                                                                     base_only=True)))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread"
     print(f"{args.width}x{args.height}, {args.frames} frames (1 I + {args.frames - 1} P), q {args.q}, {name}")
     for what, value in seconds.items():

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from sevc import _rans
-from sevc.entropy_models import ScaleTableModel
+from sevc.entropy.scale_table import SCALE_LEVELS, ScaleTableModel
 
 
 def draw_symbols(count: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     model = ScaleTableModel("laplace")
-    indexes = rng.integers(0, model.SCALE_LEVELS, size=count).astype(np.int32)
+    indexes = rng.integers(0, SCALE_LEVELS, size=count).astype(np.int32)
     scales = model.scale_table.numpy()[indexes]
     symbols = np.round(rng.laplace(0.0, scales)).astype(np.int64)
     outliers = rng.random(count) < 0.01

@@ -18,7 +18,7 @@ CLIPS = Path(__file__).resolve().parent / "data" / "clips"
 
 def stand_in_model(model, which: str, seed: int):
     """`model` (eval mode) loaded strictly with the stand-in weights of `which` and `seed`."""
-    from sevc.checkpoint import load_weights
+    from sevc.models.checkpoint import load_weights
 
     load_weights(model, stand_in_checkpoint(which, seed, model))
     return model.eval()
@@ -54,8 +54,8 @@ def ckpt(tmp_path_factory):
     plus a P-frame checkpoint with one weight changed (another model of the same shape)."""
     folder = tmp_path_factory.mktemp("ckpt")
     seed = case_info(CLI_CASE)["seed"]
-    from sevc.intra import IntraNoAR
-    from sevc.sevc_model import SEVC
+    from sevc.models.intra import IntraNoAR
+    from sevc.models.sevc import SEVC
 
     torch.save({"state_dict": stand_in_checkpoint("i_frame", seed, IntraNoAR())}, folder / "i.pth.tar")
     p_state = stand_in_checkpoint("p_frame", seed, SEVC())

@@ -86,6 +86,20 @@ def case_info(case: str) -> dict:
     return json.loads((FIXTURES / case / "case.json").read_text())
 
 
+def path_rate(info: dict):
+    """The rate of a case's test path (a checkpoint anchor or a fine level)."""
+    from sevc.models.rate import Rate
+
+    return Rate(info["test_q_index"], anchor=info["test_q_in_ckpt"])
+
+
+def codec_rate(info: dict):
+    """The rate of a case's codec path (a fine level)."""
+    from sevc.models.rate import Rate
+
+    return Rate.level(info["q_index"])
+
+
 class ModuleRecords:
     """The recorded inputs and outputs of case_a's modules (`case_a/modules.npz`).
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -150,11 +150,14 @@ def mutate_official(folder: Path, target: Path, rng: np.random.Generator) -> str
     return f"{frame.name}: bytes appended"
 
 
-def _decode(decode: Callable, models, stream: Path, out: Path, skim: bool) -> str:
+def _decode(models, stream: Path, out: Path, skim: bool) -> str:
+    from sevc.codec.bitstream import open_stream
+    from sevc.codec.files import decode_to_folder
     from sevc.errors import SevcError
 
     try:
-        decode(*models, stream, out, skim=skim)
+        for _ in decode_to_folder(models, open_stream(stream, skip_enhancement=skim), out, skim):
+            pass
         shutil.rmtree(out)
         return "decoded"
     except SevcError as exc:
@@ -165,8 +168,7 @@ def _decode(decode: Callable, models, stream: Path, out: Path, skim: bool) -> st
 def main(streams: Path, ckpt: Path, count: int, seed: int, report: Path) -> None:
     import torch
 
-    from sevc.cli.decode import decode_video
-    from sevc.models import load_models
+    from sevc.models.loading import load_models
 
     torch.set_num_threads(1)
     models = load_models(ckpt / "i.pth.tar", ckpt / "p.pth.tar")
@@ -186,7 +188,7 @@ def main(streams: Path, ckpt: Path, count: int, seed: int, report: Path) -> None
                 what = "official: " + mutate_official(streams / "official", case, rng)
             begin = time.perf_counter()
             skim = k % 7 == 0
-            outcome = _decode(decode_video, models, case, scratch / "out", skim)
+            outcome = _decode(models, case, scratch / "out", skim)
             results.append({"mutation": what, "skim": skim, "outcome": outcome,
                             "seconds": time.perf_counter() - begin, "peak_rss": _peak_rss()})
             shutil.rmtree(case) if case.is_dir() else case.unlink()

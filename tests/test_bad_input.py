@@ -132,7 +132,8 @@ def test_png_modes_are_converted_exactly_or_refused(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from sevc.frames import FrameError, read_png
+    from sevc.errors import FrameError
+    from sevc.io.frames import read_png
 
     rng = np.random.default_rng(0)
     gray16 = rng.integers(0, 65536, (64, 64)).astype(np.uint16)
@@ -159,7 +160,8 @@ def test_16_bit_color_png_is_refused(tmp_path):
 
     import numpy as np
 
-    from sevc.frames import FrameError, read_png
+    from sevc.errors import FrameError
+    from sevc.io.frames import read_png
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

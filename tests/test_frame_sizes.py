@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sevc.intra import IntraNoAR
-from sevc.sevc_model import SEVC
-from sevc.video import VideoCodec
+from sevc.models.intra import IntraNoAR
+from sevc.models.sevc import SEVC
+from sevc.codec.video import VideoCodec
+from sevc.models.rate import Rate
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +25,13 @@ def test_unsupported_by_published_sizes_round_trip(codec, height, width, fast):
     torch.manual_seed(height)
     base = torch.rand(1, 3, height, width)
     frames = [base, base.roll(2, dims=3), base.roll(4, dims=3)]
-    coded = list(codec.encode(frames, q_index=30, fast=fast))
-    decoded = list(codec.decode([f.payloads for f in coded], height, width, q_index=30, fast=fast))
+    coded = list(codec.encode(frames, rate=Rate.level(30), fast=fast))
+    decoded = list(codec.decode([f.payloads for f in coded], height, width, rate=Rate.level(30), fast=fast))
     for enc, dec in zip(coded, decoded):
         assert dec.skim.shape == (1, 3, height // 4, width // 4)
         assert torch.equal(dec.skim, enc.skim)
         if not fast:
             assert dec.full.shape == (1, 3, height, width)
             assert torch.equal(dec.full, enc.full)
-    evaluated = list(codec.evaluate(frames, q_in_ckpt=True, i_q_index=1))
+    evaluated = list(codec.evaluate(frames, i_rate=Rate.of_anchor(1)))
     assert all(r.recon.shape == (1, 3, height, width) and r.bits > 0 for r in evaluated)

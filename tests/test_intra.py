@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from sevc.intra import IntraNoAR
-from sevc.padding import crop
+from sevc.models.intra import IntraNoAR
+from sevc.models.rate import Rate
+from sevc.nn.padding import crop
 
 from conftest import assert_close, assert_rel_close, case_frames, stand_in_model
-from reference import CASES, FIXTURES, ModuleRecords, case_info, manifest
+from reference import CASES, FIXTURES, ModuleRecords, case_info, codec_rate, manifest, path_rate
 
 
 
@@ -40,9 +41,9 @@ def test_first_frame_test_path(case):
     x = case_frames(case)[0]
     h, w = x.shape[2:]
     with torch.no_grad():
-        result = intra_model(info["seed"])(IntraNoAR.pad_frame(x), info["test_q_in_ckpt"], info["test_q_index"])
-    assert_rel_close(result["bit"].item(), info["test_path"]["bits"][0])
-    recon = crop(result["x_hat"].clamp(0, 1), h, w)[0]
+        result = intra_model(info["seed"])(IntraNoAR.pad_frame(x), rate=path_rate(info))
+    assert_rel_close(result.bits.item(), info["test_path"]["bits"][0])
+    recon = crop(result.state.clamp(0, 1), h, w)[0]
     assert_close(recon, np.load(FIXTURES / case / "test_path_recon.npy")[0])
 
 
@@ -54,18 +55,17 @@ def test_first_frame_codec_path(case):
     model = intra_model(info["seed"])
     model.update(force=True)
     with torch.no_grad():
-        encoded = model.compress(IntraNoAR.pad_frame(x), False, info["q_index"])
+        encoded = model.compress(IntraNoAR.pad_frame(x), rate=codec_rate(info))
         expected = (FIXTURES / case / "full" / "frame000_part0.bin").read_bytes()
-        assert encoded["bit_stream"] == expected
+        assert encoded.payloads == (expected,)
         assert hashlib.sha256(expected).hexdigest() == info["full"]["payload_sha256"][0][0]
-        decoded = model.decompress(expected, h, w, False, info["q_index"])
-    assert torch.equal(decoded["x_hat"], encoded["x_hat"])
-    assert_close(crop(decoded["x_hat"], h, w)[0], np.load(FIXTURES / case / "full" / "decoded_full.npy")[0])
+        decoded = model.decompress(expected, h, w, rate=codec_rate(info))
+    assert torch.equal(decoded, encoded.state)
+    assert_close(crop(decoded, h, w)[0], np.load(FIXTURES / case / "full" / "decoded_full.npy")[0])
 
 
 def test_q_index_out_of_range_is_a_clear_error():
-    model = IntraNoAR()
     with pytest.raises(ValueError, match="out of range 0..63"):
-        model.q_steps(False, 64)
+        Rate.level(64)
     with pytest.raises(ValueError, match="out of range 0..3"):
-        model.q_steps(True, 4)
+        IntraNoAR().q_scales("", Rate.of_anchor(4))

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from sevc.bitstream import SevcStream, open_stream
+from sevc.codec.bitstream import SevcStream, open_stream
 from sevc.cli import decode, encode
 from sevc.errors import BitstreamError
 from sevc.limits import MAX_FRAMES, MAX_PIXELS, MAX_SIDE

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sevc.cli import decode, encode, evaluate
-from sevc.outputs import OutputError, check_file_path
-from sevc.frames import read_png_folder, rgb_to_yuv420
+from sevc.io.outputs import OutputError, check_file_path
+from sevc.io.frames import read_png_folder, rgb_to_yuv420
 
 from conftest import CLI_CASE, REPO, assert_clear_error, cli, model_args
 from reference import FIXTURES

@@ -7,7 +7,7 @@ from collections import defaultdict
 import pytest
 import torch
 
-from sevc.sevc_model import SEVC
+from sevc.models.sevc import SEVC
 
 from conftest import assert_close, stand_in_model
 from reference import ModuleRecords, case_info, manifest

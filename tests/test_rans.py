@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sevc import _rans
-from sevc.entropy_models import EntropyCoder
+from sevc.entropy.coder import EntropyCoder
 from sevc.errors import BitstreamError
 
 from reference import FIXTURES

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sevc.cli import bdrate
-from sevc.rd_report import NotComparable, bd_rate, compare, dataset_bd_rates
+from sevc.eval.bd_rate import NotComparable, bd_rate, compare, dataset_bd_rates
 
 from conftest import assert_clear_error, cli
 

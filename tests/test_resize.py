@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sevc.resize import imresize
+from sevc.nn.resample import imresize
 
 
 @pytest.mark.parametrize("h,w", [(64, 64), (144, 176), (120, 248), (67, 93)])

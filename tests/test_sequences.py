@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from sevc.entropy_models import ScaleTableModel
-from sevc.intra import IntraNoAR
-from sevc.sevc_model import SEVC
-from sevc.video import VideoCodec
+from sevc.entropy.scale_table import SCALE_LEVELS, ScaleTableModel
+from sevc.models.intra import IntraNoAR
+from sevc.models.sevc import SEVC
+from sevc.codec.schedule import FrameSchedule
+from sevc.codec.video import VideoCodec
 
 from conftest import assert_close, assert_rel_close, case_frames, stand_in_model
-from reference import CASES, FIXTURES, case_info
+from reference import CASES, FIXTURES, case_info, codec_rate, path_rate
 
 NEAR_TIE = 1e-4  # in scale-table steps
 
@@ -23,7 +24,7 @@ def video_codec(seed: int) -> VideoCodec:
     p_frame = stand_in_model(SEVC(), "p_frame", seed)
     i_frame.update(force=True)
     p_frame.update(force=True)
-    return VideoCodec(i_frame, p_frame, intra_period=-1, refresh_interval=32)
+    return VideoCodec(i_frame, p_frame, FrameSchedule(intra_period=-1, refresh_interval=32))
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -35,10 +36,10 @@ def case(request):
 def test_test_path_all_frames(case):
     name, info, frames, codec = case
     expected_recon = np.load(FIXTURES / name / "test_path_recon.npy")
-    results = list(codec.evaluate(frames, info["test_q_in_ckpt"], info["test_q_index"]))
-    assert [r.is_intra for r in results] == [True] + [False] * (len(frames) - 1)
+    results = list(codec.evaluate(frames, i_rate=path_rate(info)))
+    assert [r.intra for r in results] == [True] + [False] * (len(frames) - 1)
     for k, result in enumerate(results):
-        assert_rel_close(result.bits, info["test_path"]["bits"][k])
+        assert_rel_close(result.bits.item(), info["test_path"]["bits"][k])
         assert_close(result.recon[0], expected_recon[k])
 
 
@@ -46,7 +47,7 @@ def _round_near_ties_up(self, scales):
     """Scale-table indexes with values within NEAR_TIE below an integer rounded up."""
     scales = torch.maximum(scales, torch.zeros_like(scales) + 1e-5)
     value = (torch.log(scales) - self.log_scale_min) / self.log_scale_step
-    return (value + NEAR_TIE).clamp_(0, self.SCALE_LEVELS - 1).int()
+    return (value + NEAR_TIE).clamp_(0, SCALE_LEVELS - 1).int()
 
 
 def _hashes(coded):
@@ -57,7 +58,7 @@ def _hashes(coded):
 def test_codec_path_payloads_and_decoding(case, mode, monkeypatch):
     name, info, frames, codec = case
     fast = mode == "fast"
-    coded = list(codec.encode(frames, info["q_index"], fast=fast))
+    coded = list(codec.encode(frames, rate=codec_rate(info), fast=fast))
     expected = info[mode]["payload_sha256"]
     ours = _hashes(coded)
     if ours != expected:
@@ -66,7 +67,7 @@ def test_codec_path_payloads_and_decoding(case, mode, monkeypatch):
         # bytes. Such a payload must then match with near-ties taken the other way.
         with monkeypatch.context() as patch:
             patch.setattr(ScaleTableModel, "indexes", _round_near_ties_up)
-            other = _hashes(codec.encode(frames, info["q_index"], fast=fast))
+            other = _hashes(codec.encode(frames, rate=codec_rate(info), fast=fast))
         for k, (a, b, want) in enumerate(zip(ours, other, expected)):
             for part, (x, y, w) in enumerate(zip(a, b, want)):
                 assert w in (x, y), f"frame {k} part {part}: payload differs from the published one"
@@ -76,7 +77,7 @@ def test_codec_path_payloads_and_decoding(case, mode, monkeypatch):
     published = [[(FIXTURES / name / mode / f"frame{k:03d}_part{j}.bin").read_bytes() for j in range(len(h))]
                  for k, h in enumerate(expected)]
     h, w = info["height"], info["width"]
-    ours_decoded = list(codec.decode([f.payloads for f in coded], h, w, info["q_index"], fast=fast))
+    ours_decoded = list(codec.decode([f.payloads for f in coded], h, w, rate=codec_rate(info), fast=fast))
     skim = np.load(FIXTURES / name / mode / "decoded_skim.npy")
     full = np.load(FIXTURES / name / mode / "decoded_full.npy") if not fast else None
     for k, (enc, dec) in enumerate(zip(coded, ours_decoded)):
@@ -86,16 +87,16 @@ def test_codec_path_payloads_and_decoding(case, mode, monkeypatch):
             assert torch.equal(dec.full, enc.full)
             assert_close(dec.full[0], full[k])
     if _hashes(coded) == expected or fast:
-        decoded = list(codec.decode(published, h, w, info["q_index"], fast=fast))
+        decoded = list(codec.decode(published, h, w, rate=codec_rate(info), fast=fast))
         for k, dec in enumerate(decoded):
             assert_close(dec.skim[0], skim[k])
 
 
 def test_skim_decoding_of_a_full_stream(case):
     name, info, frames, codec = case
-    coded = list(codec.encode(frames, info["q_index"]))
-    skims = list(codec.decode([f.payloads for f in coded], info["height"], info["width"], info["q_index"],
-                              skim_only=True))
+    coded = list(codec.encode(frames, rate=codec_rate(info)))
+    skims = list(codec.decode([f.payloads for f in coded], info["height"], info["width"], rate=codec_rate(info),
+                              base_only=True))
     for enc, dec in zip(coded, skims):
         assert dec.full is None
         assert torch.equal(dec.skim, enc.skim)

@@ -11,7 +11,7 @@ import torch
 
 from sevc.cli import decode, demo, encode, evaluate
 from sevc.cli.common import run
-from sevc.frames import read_png, read_png_folder
+from sevc.io.frames import read_png, read_png_folder
 
 from conftest import CLI_CASE as CASE
 from conftest import assert_clear_error, cli, model_args
@@ -141,7 +141,7 @@ def test_test_py_reports_a_failing_sequence_and_finishes_the_others(ckpt, tmp_pa
 
 
 def test_yuv420_input_in_a_test_config(ckpt, tmp_path, capsys):
-    from sevc.frames import rgb_to_yuv420, read_yuv420
+    from sevc.io.frames import rgb_to_yuv420, read_yuv420
 
     frames = list(read_png_folder(FIXTURES / CASE / "frames", 128, 128, 2))
     (tmp_path / "seq").mkdir()
@@ -170,9 +170,10 @@ def test_demo_runs_on_the_bundled_clip(tmp_path, capsys):
 def test_fuzzed_streams_raise_bitstream_errors(streams, ckpt, tmp_path):
     """200 truncated, bit-flipped and random streams: each is refused with a BitstreamError
     before anything is written."""
-    from sevc.cli.decode import decode_video
+    from sevc.codec.bitstream import open_stream
+    from sevc.codec.files import decode_to_folder
     from sevc.errors import BitstreamError
-    from sevc.models import load_models
+    from sevc.models.loading import load_models
 
     models = load_models(ckpt / "i.pth.tar", ckpt / "p.pth.tar")
     valid = (streams / "full.sevc").read_bytes()
@@ -196,5 +197,5 @@ def test_fuzzed_streams_raise_bitstream_errors(streams, ckpt, tmp_path):
         # skim decoding never reads enhancement packets, so a flipped bit there goes unseen by design
         for skim in (False,) if k % 3 == 1 else (False, True):
             with pytest.raises(BitstreamError):
-                decode_video(*models, path, tmp_path / "out", skim=skim)
+                list(decode_to_folder(models, open_stream(path, skip_enhancement=skim), tmp_path / "out", skim))
             assert not (tmp_path / "out").exists(), k

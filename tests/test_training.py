@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from sevc.checkpoint import read_state_dict
+from sevc.models.checkpoint import read_state_dict
 from sevc.cli import encode, evaluate, train as train_cli
-from sevc.intra import IntraNoAR
-from sevc.sevc_model import SEVC
+from sevc.models.intra import IntraNoAR
+from sevc.models.rate import Rate
+from sevc.models.sevc import SEVC
 from sevc.training.data import SequenceFolder, Vimeo90k
 from sevc.training.losses import Objective
-from sevc.training.stages import BASE_PREFIX, OBJECTIVES, STAGES, UNUSED_ENTRIES, StageModel, trained_names
+from sevc.training.stages import OBJECTIVES, STAGES, StageModel, trained_names, unused_modules
 from sevc.training.trainer import load_config, train
 
 from conftest import CLI_CASE, CLIPS, REPO, assert_clear_error, cli, stand_in_model
@@ -70,7 +71,8 @@ def test_joint_gradients_reach_every_p_frame_parameter():
     loss.backward()
     with_grad = {n for n, p in model.p_frame.named_parameters() if p.grad is not None}
     assert with_grad == set(trained_names("joint", model.p_frame))
-    assert all(n.startswith(UNUSED_ENTRIES) for n, _ in model.p_frame.named_parameters() if n not in with_grad)
+    unused = {id(p) for module in unused_modules(model.p_frame) for p in module.parameters()}
+    assert all(id(p) in unused for n, p in model.p_frame.named_parameters() if n not in with_grad)
     assert all(p.grad is None for p in model.i_frame.parameters())
 
 
@@ -117,18 +119,18 @@ def test_trained_checkpoints_load_in_test_py_and_encoder(tmp_path, capsys):
 def test_training_bits_track_the_real_stream():
     """On one frame, with the fixture weights and the tables built: the training-time rate (noisy
     latents) is within 5% of the real stream's size, the test-path estimate within 3%."""
-    from sevc.frames import read_png
+    from sevc.io.frames import read_png
 
     model = stand_in_model(IntraNoAR(), "i_frame", case_info(CLI_CASE)["seed"])
     model.update(force=True)
     x = read_png(DATA / "bikes_256x128" / "im00001.png")[..., :128, :256]
     for anchor in (0, 3):
         with torch.no_grad():
-            real = len(model.compress(x, True, anchor)["bit_stream"]) * 8
-            estimated = model(x, True, anchor)["bit"].item()
+            real = len(model.compress(x, rate=Rate.of_anchor(anchor)).payloads[0]) * 8
+            estimated = model(x, rate=Rate.of_anchor(anchor)).bits.item()
             model.train()
             torch.manual_seed(0)
-            training = model(x, True, anchor)["bit"].item()
+            training = model(x, rate=Rate.of_anchor(anchor)).bits.item()
             model.eval()
         assert abs(training / real - 1) < 0.05, (training, real)
         assert abs(estimated / real - 1) < 0.03, (estimated, real)
@@ -196,7 +198,7 @@ def test_readme_commands_run_every_stage_config(tmp_path, monkeypatch, capsys):
         after = read_state_dict(runs / stage / "i_frame.pth.tar")
         assert all(torch.equal(after[k], i_frame[k]) for k in i_frame)
     base, augment = (read_state_dict(runs / stage / "p_frame.pth.tar") for stage in ("base", "augment"))
-    assert all(torch.equal(base[k], augment[k]) for k in base if k.startswith(BASE_PREFIX))
+    assert all(torch.equal(base[k], augment[k]) for k in base if k.startswith("BL_codec."))
 
 
 def test_train_py_bad_configuration(tmp_path, capsys):
@@ -263,7 +265,7 @@ def test_torchrun_two_processes(tmp_path):
 
 
 def test_yuv_sequence_folder(tmp_path):
-    from sevc.frames import read_png_folder, rgb_to_yuv420
+    from sevc.io.frames import read_png_folder, rgb_to_yuv420
 
     frames = list(read_png_folder(DATA / "carphone_176x144", 176, 144, 5))
     (tmp_path / "clip.yuv").write_bytes(b"".join(rgb_to_yuv420(x) for x in frames))

@@ -1,16 +1,13 @@
 """The sizes sevc codes: checked on every input and on every stream header before anything is allocated."""
 from __future__ import annotations
 
-from .errors import SevcError
+from .errors import LimitError
 
 MIN_SIDE = 64                # the smallest frame side SEVC codes (its base layer then is 16 pixels)
 MAX_SIDE = 8192              # the largest frame side (8K: 7680x4320 UHD and 8192x4320 DCI)
 MAX_PIXELS = 8192 * 4320     # the largest frame area
 MAX_FRAMES = 1_000_000       # the most frames one stream holds (over 9 hours at 30 frames/s)
 
-
-class LimitError(SevcError):
-    """A frame size or frame count outside what sevc codes."""
 
 
 def check_frame_size(width: int, height: int) -> None:

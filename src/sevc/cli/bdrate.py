@@ -5,9 +5,10 @@ import argparse
 import sys
 from typing import Dict, List, Optional
 
-from ..outputs import Layout, atomic_dir
-from ..rd_report import (Results, ReportError, check_comparable, load_results, not_comparable_messages, parse_named,
-                         summarize, write_report)
+from ..errors import ReportError
+from ..eval.bd_rate import (Results, check_comparable, load_results, not_comparable_messages, parse_named,
+                            summarize, write_report)
+from ..io.outputs import Layout, atomic_dir
 from .common import ArgumentParser, add_overwrite_arg, run
 
 REPORT_LAYOUT = Layout(files=(r"bd_rate\.json", r"bd_rate\.md", r"rd_.*_(psnr|msssim)\.png"))

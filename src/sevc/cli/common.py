@@ -10,7 +10,7 @@ from typing import Callable, List, Optional
 import torch
 
 from ..errors import SevcError
-from ..frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES
+from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES
 
 EXIT_TERMINATED = 128 + signal.SIGTERM
 

@@ -10,16 +10,14 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
-from ..bitstream import StreamHeader
-from ..checkpoint import weights_id
-from ..frames import count_png_frames, read_png_folder
-from ..models import I_FRAME_CKPT, P_FRAME_CKPT, default_checkpoint, load_models, stand_in_models
+from ..codec.bitstream import StreamHeader, open_stream
+from ..codec.files import decode_to_folder, encode_file
+from ..eval.metrics import psnr
+from ..io.frames import count_png_frames, read_png_folder
+from ..io.samples import SAMPLE_CLIP, SAMPLE_SIZE
+from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models, stand_in_models
 from .common import ArgumentParser, deterministic, devices, run
-from .decode import decode_video
-from .encode import encode_video, summary
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "carphone_176x144"
-SAMPLE_SIZE = (176, 144)
+from .encode import summary
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -31,35 +29,40 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _models(ckpt_dir: str, device: str) -> Models:
+    """The official models if both checkpoints are in `ckpt_dir`, else stand-in weights (with a notice)."""
+    paths = [default_checkpoint(name, Path(ckpt_dir)) for name in (I_FRAME_CKPT, P_FRAME_CKPT)]
+    if all(os.path.isfile(p) for p in paths):
+        print(f"weights: {paths[0]}, {paths[1]}")
+        return load_models(*paths, device=device)
+    print(f"weights: no official checkpoints in {ckpt_dir}/ (see ckpt/README.md); using deterministic "
+          "stand-in weights, so the decoded pictures will be noise until real weights are there")
+    return stand_in_models(0, device)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     deterministic()
-    device = devices(args.cuda)[0]
-    paths = [default_checkpoint(name, Path(args.ckpt_dir)) for name in (I_FRAME_CKPT, P_FRAME_CKPT)]
-    if all(os.path.isfile(p) for p in paths):
-        print(f"weights: {paths[0]}, {paths[1]}")
-        i_frame, p_frame = load_models(*paths, device=device)
-    else:
-        print(f"weights: no official checkpoints in {args.ckpt_dir}/ (see ckpt/README.md); using deterministic "
-              "stand-in weights, so the decoded pictures will be noise until real weights are there")
-        i_frame, p_frame = stand_in_models(0, device)
+    models = _models(args.ckpt_dir, devices(args.cuda)[0])
     width, height = SAMPLE_SIZE
-    frame_count = count_png_frames(SAMPLE)
+    frame_count = count_png_frames(SAMPLE_CLIP)
     out = Path(args.output_path)
-    header = StreamHeader(width, height, args.qp, frame_count=frame_count, weights_id=weights_id(i_frame, p_frame))
-    stream = out / "carphone.sevc"
-    print(f"encoding {frame_count} frames of {SAMPLE.name} (bundled, see {SAMPLE.parent / 'README.md'}) at q {args.qp}")
-    stats = encode_video(i_frame, p_frame, read_png_folder(SAMPLE, width, height), header, stream)
+    header = StreamHeader(width, height, args.qp, frame_count=frame_count, weights_id=models.weights_id)
+    stream_path = out / "carphone.sevc"
+    print(f"encoding {frame_count} frames of {SAMPLE_CLIP.name} (bundled, see {SAMPLE_CLIP.parent / 'README.md'}) at q {args.qp}")
+    stats = list(encode_file(models, read_png_folder(SAMPLE_CLIP, width, height), header, stream_path))
     print("frame  type     bpp   PSNR (dB)")
     for index, frame in enumerate(stats):
         print(f"{index + 1:5d}  {frame.frame_type:>4}  {frame.bytes * 8 / (width * height):6.4f}  {frame.psnr:9.2f}")
-    print(f"encoded: {summary(stats, width * height)} -> {stream}")
-    decoded = out / "decoded"
-    _, _, psnrs = decode_video(i_frame, p_frame, stream, decoded,
-                               sources=lambda _: read_png_folder(SAMPLE, width, height))
-    same = all(abs(a - b.psnr) < 1e-6 for a, b in zip(psnrs, stats))
-    print(f"decoded: {decoded / 'full'} ({width}x{height}) and {decoded / 'skim'} ({width // 4}x{height // 4}); "
-          f"decoder output {'equals' if same else 'DIFFERS FROM'} the encoder's reconstruction")
+    print(f"encoded: {summary(stats, width * height)} -> {stream_path}")
+    decoded_path = out / "decoded"
+    decoded = decode_to_folder(models, open_stream(stream_path), decoded_path)
+    psnrs = [float(psnr(frame.full, source.to(models.device)))
+             for (frame, _), source in zip(decoded, read_png_folder(SAMPLE_CLIP, width, height))]
+    same = psnrs == [frame.psnr for frame in stats]
+    print(f"decoded: {decoded_path / 'full'} ({width}x{height}) and {decoded_path / 'skim'} "
+          f"({width // 4}x{height // 4}); decoder output {'equals' if same else 'DIFFERS FROM'} the encoder's "
+          "reconstruction")
     return 0 if same else 1
 
 

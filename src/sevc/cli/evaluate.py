@@ -17,10 +17,9 @@ from typing import Dict, List, Optional, Tuple
 from tqdm import tqdm
 
 from ..errors import SevcError
-from ..evaluation import Job, evaluate_sequence, load_test_config
-from ..models import anchor_count, load_models
-from ..outputs import atomic_file, check_file_path, is_json_object
-from ..quantization import rate_q_indexes
+from ..eval.evaluation import Job, evaluate_sequence, load_test_config, rates_to_test
+from ..io.outputs import atomic_file, check_file_path, is_json_object
+from ..models.loading import anchor_count, load_models
 from .common import ArgumentParser, add_model_args, add_overwrite_arg, check_model_args, deterministic, devices, run
 
 _MODELS = None  # (i_frame, p_frame) of this process
@@ -52,18 +51,17 @@ def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> N
 
 def _run_job(job: Job, refresh_interval: int) -> Tuple[Job, Optional[Dict], Optional[str]]:
     try:
-        return job, evaluate_sequence(*_MODELS, job, refresh_interval), None
+        return job, evaluate_sequence(_MODELS, job, refresh_interval), None
     except (SevcError, ValueError, OSError, RuntimeError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc)
 
 
 def _jobs(args: argparse.Namespace, anchor_num: int) -> List[Job]:
-    q_in_ckpt, i_indexes, p_indexes = rate_q_indexes(args.rate_num, anchor_num, args.i_frame_q_indexes,
-                                                     args.p_frame_q_indexes)
-    kind = "checkpoint anchors" if q_in_ckpt else "q indexes"
-    print(f"testing {args.rate_num} rates, {kind}: I {i_indexes}, P {p_indexes}")
-    return [Job(seq, rate, q_in_ckpt, i_indexes[rate], p_indexes[rate])
-            for seq in load_test_config(args.test_config) for rate in range(args.rate_num)]
+    rates = rates_to_test(args.rate_num, anchor_num, args.i_frame_q_indexes, args.p_frame_q_indexes)
+    kind = "checkpoint anchors" if rates[0][0].anchor else "q indexes"
+    print(f"testing {args.rate_num} rates, {kind}: I {[i.index for i, _ in rates]}, P {[p.index for _, p in rates]}")
+    return [Job(seq, k, i_rate, p_rate) for seq in load_test_config(args.test_config)
+            for k, (i_rate, p_rate) in enumerate(rates)]
 
 
 def _execute(args, jobs: List[Job], device_list: List[str]):

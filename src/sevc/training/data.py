@@ -14,7 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from ..frames import FrameError, count_png_frames, count_yuv420_frames, read_png, read_yuv420
+from ..errors import FrameError
+from ..io.frames import count_png_frames, count_yuv420_frames, read_png, read_yuv420
 
 
 def random_crop_flip(clip: torch.Tensor, crop: Tuple[int, int], rng: random.Random) -> torch.Tensor:

@@ -10,39 +10,44 @@
 P-frame stages code clips in cascade: frame 0 with the (frozen) I-frame codec, every later
 frame with the P-frame model from the model's own reconstructions, as at inference. Trained
 modules run in train mode (straight-through rounding, noisy rates, see
-`sevc.quantization`); frozen ones in eval mode, so they behave exactly as at inference.
+`sevc.entropy.quantization`); frozen ones in eval mode, so they behave exactly as at inference.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Tuple
+from dataclasses import fields, replace
+from typing import Iterator, List, Tuple
 
 import torch
 from torch import nn
 
-from ..intra import IntraNoAR
-from ..sevc_model import FRAME_PAD, SEVC, base_input, intra_base_dpb, intra_enhancement_dpb
+from ..models.buffers import Buffers
+from ..models.intra import IntraNoAR
+from ..models.rate import Rate
+from ..models.sevc import SEVC, base_input
+from ..nn.padding import FRAME_MULTIPLE
 from .losses import FrameTerms, Objective, mse
 
 STAGES = ("i_frame", "base", "augment", "joint")
 OBJECTIVES = {"i_frame": "image", "base": "base", "augment": "augment", "joint": "joint"}
-BASE_PREFIX = "BL_codec."
 
 
-# Entries of the official P-frame checkpoint that no computation uses (the enhancement layer has
-# no hyperprior; the Swin fusion's first convolutions are never called): never trained.
-UNUSED_ENTRIES = ("EL_codec.bit_estimator_z.", "latent_ILP.fusion.conv_first.", "latent_ILP.fusion.conv_first_feat.")
+def unused_modules(p_frame: SEVC) -> List[nn.Module]:
+    """Modules of the official P-frame checkpoint that no computation uses (the enhancement layer
+    has no hyperprior; the Swin fusion's first convolutions are never called): never trained."""
+    fusion = p_frame.latent_ILP.fusion
+    return [p_frame.EL_codec.bit_estimator_z, fusion.conv_first, fusion.conv_first_feat]
 
 
 def trained_names(stage: str, model: nn.Module) -> List[str]:
     """Names of the parameters `stage` trains in `model` (the I-frame model for i_frame, else SEVC)."""
-    names = [name for name, _ in model.named_parameters() if not name.startswith(UNUSED_ENTRIES)]
-    if stage in ("i_frame", "joint"):
-        return names
-    if stage == "base":
-        return [n for n in names if n.startswith(BASE_PREFIX)]
-    if stage == "augment":
-        return [n for n in names if not n.startswith(BASE_PREFIX)]
-    raise ValueError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
+    if stage == "i_frame":
+        return [name for name, _ in model.named_parameters()]
+    unused = {id(p) for module in unused_modules(model) for p in module.parameters()}
+    base = {id(p) for p in model.BL_codec.parameters()}
+    wanted = {"joint": lambda p: True, "base": lambda p: id(p) in base, "augment": lambda p: id(p) not in base}[stage]
+    return [name for name, p in model.named_parameters() if id(p) not in unused and wanted(p)]
 
 
 class StageModel(nn.Module):
@@ -86,48 +91,54 @@ class StageModel(nn.Module):
         return (p for p in self.trained.parameters() if p.requires_grad)
 
     def forward(self, clip: torch.Tensor, anchor: int) -> Tuple[torch.Tensor, List[FrameTerms]]:
-        if clip.shape[-2] % FRAME_PAD or clip.shape[-1] % FRAME_PAD:
-            raise ValueError(f"training crops must be multiples of {FRAME_PAD}, got {tuple(clip.shape[-2:])}")
-        terms = self._intra(clip[:, 0], anchor) if self.stage == "i_frame" else self._cascade(clip, anchor)
+        if clip.shape[-2] % FRAME_MULTIPLE or clip.shape[-1] % FRAME_MULTIPLE:
+            raise ValueError(f"training crops must be multiples of {FRAME_MULTIPLE}, got {tuple(clip.shape[-2:])}")
+        rate = Rate.of_anchor(anchor)
+        terms = self._intra(clip[:, 0], rate) if self.stage == "i_frame" else self._cascade(clip, rate)
         return self.objective.loss(terms, anchor), terms
 
-    def _intra(self, x: torch.Tensor, anchor: int) -> List[FrameTerms]:
-        out = self.i_frame(x, True, anchor)
+    def _intra(self, x: torch.Tensor, rate: Rate) -> List[FrameTerms]:
+        coded = self.i_frame(x, rate=rate)
         pixels = x.shape[0] * x.shape[2] * x.shape[3]
-        return [FrameTerms(0, distortion=mse(out["x_hat"], x), rate=out["bit"] / pixels)]
+        return [FrameTerms(0, distortion=mse(coded.state, x), rate=coded.bits / pixels)]
 
-    def _cascade(self, clip: torch.Tensor, anchor: int) -> List[FrameTerms]:
+    def _cascade(self, clip: torch.Tensor, rate: Rate) -> List[FrameTerms]:
         """Frames are multiples of 16 (checked in forward): no padding, the base input is the
         downsampled frame itself."""
         pixels = clip.shape[0] * clip.shape[-2] * clip.shape[-1]
         with torch.no_grad():
-            x_hat = self.i_frame(clip[:, 0], True, anchor)["x_hat"].clamp(0, 1)
-        base_dpb, dpb = intra_base_dpb(x_hat, self.p_frame.ratio), intra_enhancement_dpb(x_hat)
+            x_hat = self.i_frame(clip[:, 0], rate=rate).state.clamp(0, 1)
+        buffers = self.p_frame.buffers_after_intra(x_hat)
         terms = []
         for t in range(1, clip.shape[1]):
             if self.detach_every and t > 1 and (t - 1) % self.detach_every == 0:
-                base_dpb, dpb = detached(base_dpb), detached(dpb)
+                buffers = detached(buffers)
             x = clip[:, t]
             target = base_input(x, self.p_frame.ratio)
-            base_dpb, base_bits = self.p_frame.BL_codec(target, base_dpb, True, anchor, t % 4)
-            frame = FrameTerms(t, base_distortion=mse(base_dpb["ref_frame"], target),
-                               base_rate=base_bits / (clip.shape[0] * target.shape[-2] * target.shape[-1]))
+            base = self.p_frame.BL_codec(target, buffers.base, rate=rate, frame_index=t % 4)
+            frame = FrameTerms(t, base_distortion=mse(base.state.frame, target),
+                               base_rate=base.bits / (clip.shape[0] * target.shape[-2] * target.shape[-1]))
+            enhancement = buffers.enhancement
             if self.stage != "base":
-                dpb, bits = self.p_frame.enhance(x, base_dpb, dpb, True, anchor, t % 4)
-                dpb = {**dpb, "ref_frame": dpb["ref_frame"].clamp(0, 1)}
-                frame.distortion = mse(dpb["ref_frame"], x)
-                frame.rate = (base_bits + bits) / pixels
+                enhanced = self.p_frame.enhance(x, base.state, enhancement, rate=rate, frame_index=t % 4)
+                enhancement = replace(enhanced.state, frame=enhanced.state.frame.clamp(0, 1))
+                frame.distortion = mse(enhancement.frame, x)
+                frame.rate = (base.bits + enhanced.bits) / pixels
+            buffers = Buffers(base.state, enhancement)
             terms.append(frame)
         return terms
 
 
-def detached(dpb: Dict) -> Dict:
-    """A dpb whose tensors (also inside lists) are cut from the autograd graph."""
+def detached(buffers: Buffers) -> Buffers:
+    """Buffers whose tensors are cut from the autograd graph."""
     def cut(value):
         if isinstance(value, torch.Tensor):
             return value.detach()
-        if isinstance(value, list):
-            return [cut(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(cut(v) for v in value)
         return value
 
-    return {key: cut(value) for key, value in dpb.items()}
+    def cut_buffer(buffer):
+        return replace(buffer, **{f.name: cut(getattr(buffer, f.name)) for f in fields(buffer)})
+
+    return Buffers(cut_buffer(buffers.base), cut_buffer(buffers.enhancement))

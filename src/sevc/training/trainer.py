@@ -36,11 +36,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint
-from ..errors import SevcError
-from ..intra import IntraNoAR
-from ..outputs import atomic_file
-from ..sevc_model import SEVC
+from ..errors import TrainingError
+from ..io.outputs import atomic_file
+from ..models.checkpoint import load_checkpoint
+from ..models.intra import IntraNoAR
+from ..models.sevc import SEVC
 from .data import ClipDataset, build_dataset
 from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
 from .stages import OBJECTIVES, STAGES, StageModel
@@ -58,9 +58,6 @@ STATE_FILE = "train_state.pt"
 STATE_KEYS = {"step", "optimizer", "scheduler", "torch_rng", "stage"}
 LOG_FILE = "log.jsonl"
 
-
-class TrainingError(SevcError):
-    """A training configuration or output folder that cannot be used."""
 
 
 def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Dict:

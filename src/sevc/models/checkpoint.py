@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 _WRAPPER_KEYS = ("state_dict", "net")
 _LISTED_KEYS = 5

@@ -11,18 +11,19 @@ from pytorch_msssim import ms_ssim
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window: (11 - 1) * 2**4 + 1
 
 
-def psnr(recon: torch.Tensor, source: torch.Tensor) -> float:
-    """RGB PSNR in dB of frames in [0, 1] (the published formula, 20 log10(1 / sqrt(MSE)))."""
+def psnr(recon: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """RGB PSNR in dB (a 0-d tensor where the frames are) of frames in [0, 1] (the published
+    formula, 20 log10(1 / sqrt(MSE)))."""
     mse = torch.mean((recon - source) ** 2)
-    return (20 * torch.log10(1 / torch.sqrt(mse))).item()
+    return 20 * torch.log10(1 / torch.sqrt(mse))
 
 
 _warned_small = False
 
 
-def msssim(recon: torch.Tensor, source: torch.Tensor) -> Optional[float]:
-    """MS-SSIM of frames [1, 3, H, W] in [0, 1]; None (with one warning per process) for
-    frames too small for its 5 scales (a side below 161 pixels)."""
+def msssim(recon: torch.Tensor, source: torch.Tensor) -> Optional[torch.Tensor]:
+    """MS-SSIM (a 0-d tensor) of frames [1, 3, H, W] in [0, 1]; None (with one warning per process)
+    for frames too small for its 5 scales (a side below 161 pixels)."""
     global _warned_small
     if min(source.shape[2:]) < MS_SSIM_MIN_SIDE:
         if not _warned_small:
@@ -30,7 +31,7 @@ def msssim(recon: torch.Tensor, source: torch.Tensor) -> Optional[float]:
                           f"it is reported as null for {source.shape[3]}x{source.shape[2]}", stacklevel=2)
             _warned_small = True
         return None
-    return ms_ssim(recon, source, data_range=1).item()
+    return ms_ssim(recon, source, data_range=1)
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:

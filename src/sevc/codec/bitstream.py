@@ -33,9 +33,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import BinaryIO, Iterator, List, Sequence, Tuple
 
-from .errors import BitstreamError
-from .limits import LimitError, check_frame_count, check_frame_size
-from .quantization import FINE_LEVELS
+from ..errors import BitstreamError
+from ..limits import LimitError, check_frame_count, check_frame_size
+from ..models.rate import FINE_LEVELS, Rate
+from .schedule import FrameSchedule
 
 MAGIC = b"SEVC"
 VERSION = 2
@@ -75,12 +76,17 @@ class StreamHeader:
     weights_id: bytes = bytes(8)
     numerics: int = 0
 
-    def is_intra(self, index: int) -> bool:
-        return index == 0 or (self.intra_period > 0 and index % self.intra_period == 0)
+    @property
+    def schedule(self) -> FrameSchedule:
+        return FrameSchedule(self.intra_period, self.refresh_interval)
+
+    @property
+    def rate(self) -> Rate:
+        return Rate.level(self.q_index)
 
     def frame_packets(self, index: int) -> Tuple[Packet, ...]:
         """The packet types frame `index` consists of."""
-        if self.is_intra(index):
+        if self.schedule.is_intra(index):
             return (Packet.INTRA,)
         return (Packet.BASE,) if self.fast else (Packet.BASE, Packet.ENHANCEMENT)
 

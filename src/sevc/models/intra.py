@@ -6,18 +6,17 @@ a U-Net refinement. Variable rate through per-channel quantization scales.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Tuple
 
 import torch
 from torch import nn
 
-from .codec_base import EntropyCodedModel
-from .layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, UNet, conv3x3
-from .padding import crop, downsampled_shape, pad_to_multiple
-from .quantization import quantize, rate_proxy
-from .spatial_prior import FourPartPrior
-
-FRAME_PAD = 16  # frames are replicate-padded to multiples of 16
+from ..entropy.four_part_prior import FourPartPrior, PriorOutput
+from ..entropy.quantization import quantize, rate_proxy
+from ..nn.layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, UNet, conv3x3
+from ..nn.padding import FRAME_MULTIPLE, HYPER_STRIDE, LATENT_STRIDE, crop, pad_to_multiple, strided_size
+from .codec_base import Compressed, EntropyCodedModel, Estimated
+from .rate import Rate
 
 
 def gated_block(in_ch: int, out_ch: int) -> DepthConvBlock:
@@ -62,15 +61,13 @@ class IntraDecoder(nn.Module):
 
 
 class IntraNoAR(EntropyCodedModel):
-    """DCVC-DC intra codec. Frames must be padded to multiples of 16 (see `pad_frame`).
-
-    q: `q_in_ckpt=True` picks one of the checkpoint's `anchor_num` rates by index,
-    otherwise `q_index` in 0..63 picks a log-interpolated level between the first and last.
-    """
+    """DCVC-DC's intra codec. Frames x [B, 3, H, W] in [0, 1], H and W multiples of 16 (see
+    `pad_frame`); its state is the reconstruction x_hat [B, 3, H, W] (clamped to [0, 1] when
+    compressed or decompressed, not on the test path)."""
 
     def __init__(self, N: int = 256, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
         super().__init__("gaussian", z_channel=N, ec_thread=ec_thread, stream_part=stream_part)
-        self.add_q_params("", 128, 128, anchor_num)
+        self.add_q_scales("", 128, 128, anchor_num)
 
         self.enc = IntraEncoder(N)
         self.hyper_enc = nn.Sequential(
@@ -103,64 +100,50 @@ class IntraNoAR(EntropyCodedModel):
     @staticmethod
     def pad_frame(x: torch.Tensor) -> torch.Tensor:
         """x [B, 3, H, W] replicate-padded to multiples of 16."""
-        return pad_to_multiple(x, FRAME_PAD, mode="replicate")
-
-    def q_steps(self, q_in_ckpt: bool, q_index: int):
-        """(encoder, decoder) quantization scales [1, 128, 1, 1] for a rate."""
-        return self.q_step_pair("", q_in_ckpt, q_index)
+        return pad_to_multiple(x, FRAME_MULTIPLE, mode="replicate")
 
     def _prior_params(self, z_hat: torch.Tensor, y_height: int, y_width: int) -> torch.Tensor:
-        params = self.y_prior_fusion(self.hyper_dec(z_hat))
-        return crop(params, y_height, y_width)
+        return crop(self.y_prior_fusion(self.hyper_dec(z_hat)), y_height, y_width)
 
-    def _analyze(self, x: torch.Tensor, q_enc: torch.Tensor):
+    def _analyze(self, x: torch.Tensor, q_enc: torch.Tensor) -> Tuple[torch.Tensor, PriorOutput]:
+        """The hyperprior latent (rounded, or its rate proxy in training) and the coded latent."""
         y = self.enc(x, q_enc)
         z = self.hyper_enc(self.pad_latent(y))
         z_hat = quantize(z, self.training)
-        params = self._prior_params(z_hat, y.shape[2], y.shape[3])
-        return y, rate_proxy(z, z_hat, self.training), self.prior.forward(y, params, self.training)
+        coded = self.prior.forward(y, self._prior_params(z_hat, y.shape[2], y.shape[3]), self.training)
+        return rate_proxy(z, z_hat, self.training), coded
 
     def _synthesize(self, y_hat: torch.Tensor, q_dec: torch.Tensor) -> torch.Tensor:
         return self.refine(self.dec(y_hat, q_dec))
 
-    def forward(self, x: torch.Tensor, q_in_ckpt: bool = False, q_index: int = 0) -> Dict[str, torch.Tensor]:
-        """Test path: x [B, 3, H, W] in [0, 1], H and W multiples of 16.
+    def forward(self, x: torch.Tensor, *, rate: Rate) -> Estimated[torch.Tensor]:
+        """Test path (and training in train mode): the reconstruction (not clamped) and the
+        estimated bits of the batch."""
+        q_enc, q_dec = self.q_scales("", rate)
+        z_hat, coded = self._analyze(x, q_enc)
+        bits = self.latent_model.bits(coded.y_q, coded.scales).sum() + self.bit_estimator_z.bits(z_hat).sum()
+        return Estimated(self._synthesize(coded.y_hat, q_dec), bits)
 
-        Returns x_hat [B, 3, H, W] (not clamped) and bit (estimated total bits, a 0-d tensor).
-        """
-        q_enc, q_dec = self.q_steps(q_in_ckpt, q_index)
-        y, z_hat, coded = self._analyze(x, q_enc)
-        x_hat = self._synthesize(coded.y_hat, q_dec)
-        pixels = x.shape[2] * x.shape[3]
-        bpp_y = torch.sum(self.latent_model.bits(coded.y_q, coded.scales), dim=(1, 2, 3)) / pixels
-        bpp_z = torch.sum(self.bit_estimator_z.bits(z_hat), dim=(1, 2, 3)) / pixels
-        return {"x_hat": x_hat, "bit": torch.sum(bpp_y + bpp_z) * pixels}
-
-    def compress(self, x: torch.Tensor, q_in_ckpt: bool = False, q_index: int = 0) -> Dict[str, object]:
-        """Encode x [1, 3, H, W] (H, W multiples of 16) to a rANS stream.
-
-        Returns bit_stream (bytes) and x_hat [1, 3, H, W], the decoder's reconstruction in [0, 1].
-        """
-        q_enc, q_dec = self.q_steps(q_in_ckpt, q_index)
-        y, z_hat, coded = self._analyze(x, q_enc)
+    def compress(self, x: torch.Tensor, *, rate: Rate) -> Compressed[torch.Tensor]:
+        """Encode x [1, 3, H, W] into one payload; the state is the decoder's reconstruction."""
+        q_enc, q_dec = self.q_scales("", rate)
+        z_hat, coded = self._analyze(x, q_enc)
         coder = self.coder()
         coder.reset()
         self.bit_estimator_z.encode(coder, z_hat)
         for y_q, scales in coded.steps:
             self.latent_model.encode(coder, y_q, scales)
-        bit_stream = coder.flush()
-        return {"bit_stream": bit_stream, "x_hat": self._synthesize(coded.y_hat, q_dec).clamp_(0, 1)}
+        payload = coder.flush()
+        return Compressed(self._synthesize(coded.y_hat, q_dec).clamp_(0, 1), (payload,))
 
-    def decompress(self, bit_stream: bytes, height: int, width: int, q_in_ckpt: bool = False,
-                   q_index: int = 0) -> Dict[str, torch.Tensor]:
-        """Decode a frame of height x width pixels; x_hat [1, 3, H16, W16] in [0, 1] (padded size)."""
-        device = self.q_basic_dec.device
-        _, q_dec = self.q_steps(q_in_ckpt, q_index)
+    def decompress(self, payload: bytes, height: int, width: int, *, rate: Rate) -> torch.Tensor:
+        """Decode a frame of height x width pixels: x_hat [1, 3, H16, W16] (the padded size) in [0, 1]."""
+        _, q_dec = self.q_scales("", rate)
         coder = self.coder()
-        coder.set_stream(bit_stream)
-        z_hat = self.bit_estimator_z.decode(coder, downsampled_shape(height, width, 64), device)
-        y_height, y_width = downsampled_shape(height, width, 16)
-        params = self._prior_params(z_hat, y_height, y_width)
-        y_hat = self.prior.decode(params, lambda scales: self.latent_model.decode(coder, scales))
+        coder.set_stream(payload)
+        z_hat = self.bit_estimator_z.decode(coder, strided_size(height, width, HYPER_STRIDE), self.device)
+        y_height, y_width = strided_size(height, width, LATENT_STRIDE)
+        y_hat = self.prior.decode(self._prior_params(z_hat, y_height, y_width),
+                                  lambda scales: self.latent_model.decode(coder, scales))
         coder.finish()
-        return {"x_hat": self._synthesize(y_hat, q_dec).clamp_(0, 1)}
+        return self._synthesize(y_hat, q_dec).clamp_(0, 1)

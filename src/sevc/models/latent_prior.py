@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import subpel_conv
-from .padding import crop, pad_to_multiple
+from ..nn.layers import subpel_conv
+from ..nn.padding import crop, pad_to_multiple
 
 LATENT_CH = 128
 WINDOW = (4, 8, 8)
@@ -216,8 +216,9 @@ class SwinFusion(nn.Module):
         return self.conv_after_body(x[:, 0]) + frames[:, 0]
 
 
-class LatentInterLayerPrediction(nn.Module):
-    """Spatial-guided latent prior: base latent (+ latent queue) -> prior of the enhancement latent."""
+class SpatialGuidedLatentPrior(nn.Module):
+    """The spatial-guided latent prior (Sec. 3.3): the base latent, upsampled, and the latent queue
+    -> the prior of the enhancement latent. It is the P-frame checkpoint's `latent_ILP`."""
 
     def __init__(self, upsampler_slope: float = UPSAMPLER_SLOPE):
         super().__init__()
@@ -228,13 +229,13 @@ class LatentInterLayerPrediction(nn.Module):
         )
         self.fusion = SwinFusion()
 
-    def forward(self, base_y_hat: torch.Tensor, ref_ys: Sequence[Optional[torch.Tensor]], height: int,
+    def forward(self, base_y_hat: torch.Tensor, latents: Sequence[Optional[torch.Tensor]], height: int,
                 width: int) -> torch.Tensor:
         """base_y_hat [B, 128, h, w] -> prior [B, 128, height, width] (height <= 4h, width <= 4w).
 
-        ref_ys: the latent queue, oldest first, None for empty slots.
+        latents: the latent queue, oldest first, None for empty slots.
         """
         query = crop(self.upsampler(base_y_hat), height, width)
         query = pad_to_multiple(query, self.fusion.window[1], mode="replicate")
-        keys = [query if y is None else pad_to_multiple(y, self.fusion.window[1], mode="replicate") for y in ref_ys]
+        keys = [query if y is None else pad_to_multiple(y, self.fusion.window[1], mode="replicate") for y in latents]
         return crop(self.fusion(torch.stack([query, *keys], dim=1)), height, width)

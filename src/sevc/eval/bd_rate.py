@@ -26,7 +26,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from bd_metric.bjontegaard_metric import BD_RATE
 
-from .errors import SevcError
+from ..errors import NotComparable, ReportError
 
 METRICS = {"psnr": "ave_all_frame_psnr", "msssim": "ave_all_frame_msssim"}
 METRIC_NAMES = {"psnr": "PSNR", "msssim": "MS-SSIM"}
@@ -41,12 +41,6 @@ Results = Dict[str, Dict[str, Dict[str, dict]]]
 Outcome = Union[float, str]  # a sequence's BD-rate in percent, or why it is not comparable
 
 
-class ReportError(SevcError):
-    """Result files that cannot be read or compared."""
-
-
-class NotComparable(ReportError):
-    """Two RD curves that BD-rate cannot compare; the message says why."""
 
 
 def _shown(value: object) -> str:

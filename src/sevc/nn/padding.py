@@ -1,6 +1,6 @@
-"""Padding frames and latents to multiples of a block size, and cropping back.
+"""Padding frames and latents to multiples of a block size, cropping back, and the strides.
 
-Padding is always on the right and bottom, as in the published models.
+Padding is on the right and bottom, as in the published models.
 """
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+FRAME_MULTIPLE = 16  # frames are coded padded to multiples of 16 (base-layer frames too)
+LATENT_STRIDE = 16   # latents y are at 1/16 of the coded frame
+HYPER_STRIDE = 64    # hyperprior latents z are at 1/64
+HYPER_INPUT_MULTIPLE = 4  # a hyperprior encoder sees its latent padded to multiples of 4
+
 
 def padded_size(height: int, width: int, multiple: int) -> Tuple[int, int]:
     """(height, width) rounded up to multiples of `multiple`."""
     return -(-height // multiple) * multiple, -(-width // multiple) * multiple
-
-
-def needs_padding(height: int, width: int, multiple: int) -> bool:
-    return padded_size(height, width, multiple) != (height, width)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> torch.Tensor:
@@ -33,6 +34,6 @@ def crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x[..., :height, :width]
 
 
-def downsampled_shape(height: int, width: int, factor: int) -> Tuple[int, int]:
-    """Size of a map `factor` times smaller than a frame padded to multiples of `factor`."""
-    return -(-height // factor), -(-width // factor)
+def strided_size(height: int, width: int, stride: int) -> Tuple[int, int]:
+    """Size of a map `stride` times smaller than a frame padded to multiples of `stride`."""
+    return -(-height // stride), -(-width // stride)

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .errors import SevcError
+from ..errors import FrameError
 
 SOURCE_TYPES = ("png", "yuv420")
 COLOR_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}  # (Kr, Kb)
 COLOR_RANGES = ("limited", "full")
 
-
-class FrameError(SevcError):
-    """Input frames that are missing, mis-named, of the wrong size or too few."""
 
 
 def _png_name(folder: Path) -> str:
@@ -211,18 +208,3 @@ def available_frames(source: str | os.PathLike, src_type: str, width: int, heigh
     if src_type == "yuv420":
         return count_yuv420_frames(source, width, height)
     raise FrameError(f"unknown source type {src_type!r} (choose from {', '.join(SOURCE_TYPES)})")
-
-
-class SourceFrames:
-    """Iterates `frames` moved to `device`, keeping the latest in `current`: the source of the
-    frame a codec consuming this iterator is coding (to measure its reconstruction against)."""
-
-    def __init__(self, frames: Iterable[torch.Tensor], device: str | torch.device):
-        self.frames = frames
-        self.device = device
-        self.current: Optional[torch.Tensor] = None
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        for x in self.frames:
-            self.current = x.to(self.device)
-            yield self.current

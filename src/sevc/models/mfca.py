@@ -14,9 +14,10 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from .layers import DepthConvBlock, ResBlock, subpel_conv
-from .motion import OffsetDiversity, flow_warp, upsample2x
-from .temporal_context import CH_1X, CH_2X, CH_4X, FeatureExtractor, MultiScaleContextFusion
+from ..nn.layers import DepthConvBlock, ResBlock, subpel_conv
+from ..nn.resample import flow_warp, upsample2x
+from .motion import OffsetDiversity
+from .temporal_context import CH_1X, CH_2X, CH_4X, Contexts, FeatureExtractor, MultiScaleContextFusion
 
 
 class AugmentUnit(nn.Module):
@@ -51,7 +52,8 @@ class MultiRoundEnhancement(nn.Module):
         self.texture_layers = nn.ModuleList(
             [AugmentUnit(in_ch=out_ch * 2, it_ch=out_ch * 3 // 4, out_ch=out_ch) for _ in range(iter_num)])
 
-    def forward(self, temporal: torch.Tensor, spatial: torch.Tensor, mv: torch.Tensor):
+    def forward(self, temporal: torch.Tensor, spatial: torch.Tensor,
+                mv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """temporal, spatial [B, C, H, W], mv [B, 2, H, W] -> (augmented spatial, augmented mv)."""
         for motion_unit, texture_unit in zip(self.motion_layers, self.texture_layers):
             mv = motion_unit(torch.cat([temporal, spatial, mv], dim=1)) + mv
@@ -59,8 +61,10 @@ class MultiRoundEnhancement(nn.Module):
         return spatial, mv
 
 
-class InterLayerPrediction(nn.Module):
-    """MFCA. Spatial references at 1/4 of the enhancement layer, temporal ones at full size."""
+class MFCA(nn.Module):
+    """Motion & feature co-augmentation: the base layer's references (at 1/4 of the enhancement
+    layer) and the enhancement layer's temporal references (full size) -> the hybrid contexts.
+    It is the P-frame checkpoint's `ILP` (inter-layer prediction)."""
 
     def __init__(self, iter_num: int = 2):
         super().__init__()
@@ -78,7 +82,7 @@ class InterLayerPrediction(nn.Module):
         self.fuse3 = DepthConvBlock(CH_4X * 2, CH_4X)
 
     def forward(self, base_feature: torch.Tensor, base_mv: torch.Tensor, ref_feature: torch.Tensor,
-                ref_frame: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                ref_frame: torch.Tensor) -> Contexts:
         """Hybrid contexts at 1x (48 ch), 1/2 (64) and 1/4 (96).
 
         base_feature [B, 48, H/4, W/4] and base_mv [B, 2, H/4, W/4]: the base layer's

@@ -12,28 +12,29 @@ the file `root_path/base_path/<name>` or, if that does not exist, `<name>.yuv` b
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import SevcError
-from .frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, SourceFrames, read_frames
-from .intra import IntraNoAR
-from .limits import LimitError, check_frame_count, check_frame_size
+import numpy as np
+import torch
+
+from ..codec.schedule import FrameSchedule
+from ..codec.video import VideoCodec
+from ..errors import ConfigError
+from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, read_frames
+from ..limits import LimitError, check_frame_count, check_frame_size
+from ..models.loading import Models
+from ..models.rate import FINE_LEVELS, Rate
 from .metrics import msssim, psnr, sequence_record
-from .sevc_model import SEVC
-from .video import VideoCodec
-
-
-class ConfigError(SevcError):
-    """A test configuration that does not follow the schema."""
 
 
 @dataclass(frozen=True)
-class Sequence:
+class ConfigSequence:
     """One sequence of a test configuration."""
 
     dataset: str
@@ -50,13 +51,40 @@ class Sequence:
 
 @dataclass(frozen=True)
 class Job:
-    """One sequence at one rate."""
+    """One sequence at one rate: I-frames at `i_rate`, P-frames at `p_rate`."""
 
-    sequence: Sequence
+    sequence: ConfigSequence
     rate_index: int
-    q_in_ckpt: bool
-    i_q_index: int
-    p_q_index: int
+    i_rate: Rate
+    p_rate: Rate
+
+
+def rates_to_test(rate_num: int, anchor_num: int, i_q_indexes: Optional[Sequence[int]] = None,
+               p_q_indexes: Optional[Sequence[int]] = None) -> List[Tuple[Rate, Rate]]:
+    """The (I-frame, P-frame) rates test.py evaluates, as the published script picks them.
+
+    Explicit I-frame q indexes are fine levels; otherwise 4 rates with a checkpoint of 4 anchors
+    are the anchors, and any other `rate_num` (2..64) are fine levels spread evenly over 0..63.
+    P-frames use the I-frame rates unless given their own q indexes (fine levels).
+    """
+    def levels(indexes: Sequence[int], flag: str) -> List[Rate]:
+        if len(indexes) != rate_num:
+            raise ValueError(f"{flag} has {len(indexes)} values, --rate_num is {rate_num}")
+        return [Rate.level(q) for q in indexes]
+
+    if i_q_indexes is not None:
+        i_rates = levels(i_q_indexes, "--i_frame_q_indexes")
+    elif rate_num == anchor_num == 4:
+        i_rates = [Rate.of_anchor(k) for k in range(4)]
+    elif 2 <= rate_num <= FINE_LEVELS:
+        i_rates = [Rate.level(int(q + 0.5)) for q in np.linspace(0, FINE_LEVELS - 1, num=rate_num)]
+    else:
+        raise ValueError(f"--rate_num must be in 2..{FINE_LEVELS}, got {rate_num}")
+    if p_q_indexes is None:
+        return list(zip(i_rates, i_rates))
+    if i_rates[0].anchor:
+        raise ValueError(f"--p_frame_q_indexes are fine levels (0..{FINE_LEVELS - 1}): give --i_frame_q_indexes too")
+    return list(zip(i_rates, levels(p_q_indexes, "--p_frame_q_indexes")))
 
 
 def _field(mapping: dict, key: str, where: str, kind=None):
@@ -75,7 +103,7 @@ def _source(base: Path, name: str, src_type: str) -> Path:
     return path
 
 
-def load_test_config(path: str | os.PathLike) -> List[Sequence]:
+def load_test_config(path: str | os.PathLike) -> List[ConfigSequence]:
     """The sequences of the datasets marked `"test": 1` in a test configuration file."""
     try:
         config = json.loads(Path(path).read_text())
@@ -102,27 +130,34 @@ def load_test_config(path: str | os.PathLike) -> List[Sequence]:
                 check_frame_count(values[2])
             except LimitError as exc:
                 raise ConfigError(f"{where}, sequence {name}: {exc}") from None
-            sequences.append(Sequence(dataset, name, _source(base, name, src_type), src_type, *values,
+            sequences.append(ConfigSequence(dataset, name, _source(base, name, src_type), src_type, *values,
                                       yuv_matrix=matrix, yuv_range=color_range))
     if not sequences:
         raise ConfigError(f"{path}: no test class is marked \"test\": 1")
     return sequences
 
 
-def evaluate_sequence(i_frame: IntraNoAR, p_frame: SEVC, job: Job, refresh_interval: int = 32) -> Dict[str, object]:
-    """test.py's record of one job (see `sevc.metrics.sequence_record`), plus its `test_time` in seconds."""
+def evaluate_sequence(models: Models, job: Job, refresh_interval: int = 32) -> Dict[str, object]:
+    """test.py's record of one job (see `sevc.eval.metrics.sequence_record`), plus its `test_time`
+    in seconds. The per-frame numbers stay on the models' device until the sequence is done."""
     seq = job.sequence
-    device = next(i_frame.parameters()).device
-    codec = VideoCodec(i_frame, p_frame, intra_period=seq.gop, refresh_interval=refresh_interval)
-    sources = SourceFrames(read_frames(seq.source, seq.src_type, seq.width, seq.height, seq.frames, seq.yuv_matrix,
-                                       seq.yuv_range), device)
+    codec = VideoCodec(*models, FrameSchedule(seq.gop, refresh_interval))
+    sources = (x.to(models.device) for x in read_frames(seq.source, seq.src_type, seq.width, seq.height, seq.frames,
+                                                         seq.yuv_matrix, seq.yuv_range))
+    originals, frames = itertools.tee(sources)
     start = time.time()
     types, bits, psnrs, msssims = [], [], [], []
-    for result in codec.evaluate(sources, job.q_in_ckpt, job.i_q_index, job.p_q_index):
-        types.append(0 if result.is_intra else 1)
+    for x, result in zip(originals, codec.evaluate(frames, i_rate=job.i_rate, p_rate=job.p_rate)):
+        types.append(0 if result.intra else 1)
         bits.append(result.bits)
-        psnrs.append(psnr(result.recon, sources.current))
-        msssims.append(msssim(result.recon, sources.current))
-    record = sequence_record(types, bits, psnrs, msssims, seq.width * seq.height)
+        psnrs.append(psnr(result.recon, x))
+        msssims.append(msssim(result.recon, x))
+    record = sequence_record(types, _floats(bits), _floats(psnrs),
+                             [None] * len(msssims) if msssims[0] is None else _floats(msssims), seq.width * seq.height)
     record["test_time"] = time.time() - start
     return record
+
+
+def _floats(values: List[torch.Tensor]) -> List[float]:
+    """0-d tensors as floats, with one transfer to the host."""
+    return torch.stack(values).tolist()

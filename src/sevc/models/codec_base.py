@@ -1,16 +1,38 @@
-"""What every SEVC sub-codec shares: its entropy models, its rANS coder and latent padding."""
+"""What every SEVC sub-codec (I-frame, base layer, enhancement layer) shares: its entropy models,
+its rANS coder, its per-rate feature scales, and the shape of its results."""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Generic, Optional, Tuple, TypeVar
 
 import torch
 from torch import nn
 
-from .entropy_models import BitEstimator, EntropyCoder, ScaleTableModel
-from .padding import pad_to_multiple
-from .quantization import q_scale
+from ..entropy.bit_estimator import BitEstimator
+from ..entropy.coder import EntropyCoder
+from ..entropy.scale_table import ScaleTableModel
+from ..nn.padding import HYPER_INPUT_MULTIPLE, pad_to_multiple
+from .rate import Rate
 
-LATENT_PAD = 4  # hyperprior encoders see the latent padded to a multiple of 4
+State = TypeVar("State")
+
+
+@dataclass(frozen=True)
+class Estimated(Generic[State]):
+    """A frame coded with estimated bits (the test path, and training in train mode): the codec's
+    new state (reconstruction or decoded picture buffer) and the bits of the batch, a 0-d tensor."""
+
+    state: State
+    bits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Compressed(Generic[State]):
+    """A frame coded into rANS payloads: the codec's new state, as its decoder will have it, and
+    the payloads (bytes), one per layer coded."""
+
+    state: State
+    payloads: Tuple[bytes, ...]
 
 
 class EntropyCodedModel(nn.Module):
@@ -39,18 +61,23 @@ class EntropyCodedModel(nn.Module):
             if estimator is not None:
                 estimator.update(force)
 
-    def add_q_params(self, prefix: str, enc_ch: int, dec_ch: int, anchor_num: int) -> None:
-        """Register `<prefix>q_basic_enc`, `q_scale_enc`, `q_basic_dec`, `q_scale_dec` (checkpoint names):
-        per-channel quantization steps [1, C, 1, 1] and the per-rate scales [anchor_num, 1, 1, 1]."""
+    def add_q_scales(self, prefix: str, enc_ch: int, dec_ch: int, anchor_num: int) -> None:
+        """Register `<prefix>q_basic_enc`, `q_scale_enc`, `q_basic_dec`, `q_scale_dec` (checkpoint
+        names): per-channel feature scales [1, C, 1, 1] and per-anchor multipliers [anchors, 1, 1, 1]."""
         for side, ch in (("enc", enc_ch), ("dec", dec_ch)):
             self.register_parameter(f"{prefix}q_basic_{side}", nn.Parameter(torch.ones((1, ch, 1, 1))))
             self.register_parameter(f"{prefix}q_scale_{side}", nn.Parameter(torch.ones((anchor_num, 1, 1, 1))))
 
-    def q_step_pair(self, prefix: str, q_in_ckpt: bool, q_index: int):
-        """(encoder, decoder) quantization steps of the `prefix` parameters for a rate."""
-        return tuple(getattr(self, f"{prefix}q_basic_{side}")
-                     * q_scale(getattr(self, f"{prefix}q_scale_{side}"), q_in_ckpt, q_index)
+    def q_scales(self, prefix: str, rate: Rate) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's and the decoder's feature scales [1, C, 1, 1] of the `prefix` transform at `rate`:
+        q_basic times the rate's q_scale."""
+        return tuple(getattr(self, f"{prefix}q_basic_{side}") * rate.select(getattr(self, f"{prefix}q_scale_{side}"))
                      for side in ("enc", "dec"))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the codec's parameters are."""
+        return next(self.parameters()).device
 
     def coder(self) -> EntropyCoder:
         if self.entropy_coder is None:
@@ -59,5 +86,5 @@ class EntropyCodedModel(nn.Module):
 
     @staticmethod
     def pad_latent(y: torch.Tensor) -> torch.Tensor:
-        """y [B, C, h, w] replicate-padded to multiples of 4 (input of a hyperprior encoder)."""
-        return pad_to_multiple(y, LATENT_PAD, mode="replicate")
+        """y [B, C, h, w] replicate-padded to multiples of 4 (the input of a hyperprior encoder)."""
+        return pad_to_multiple(y, HYPER_INPUT_MULTIPLE, mode="replicate")

@@ -20,11 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Mapping, Tuple
 
-from .errors import SevcError
+from ..errors import OutputError
 
-
-class OutputError(SevcError):
-    """An output path that cannot or may not be written."""
 
 
 @dataclass(frozen=True)

@@ -4,23 +4,25 @@ Scales: 1x (48 channels), 1/2 (64), 1/4 (96) of the coded resolution.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .layers import ResBlock, UNet, subpel_conv
+from ..nn.layers import ResBlock, UNet, subpel_conv
 
 CH_1X, CH_2X, CH_4X, CH_8X, CH_16X = 48, 64, 96, 96, 128
 FEATURE_ADAPTOR_FOR_INDEX = (0, 1, 0, 2)  # hierarchical quality: frame_index % 4 -> adaptor
+Contexts = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # at 1x (48 ch), 1/2 (64), 1/4 (96)
 
 
-def adapt_reference(adaptor_i: nn.Module, adaptors: Sequence[nn.Module], dpb: Dict, frame_index: int) -> torch.Tensor:
-    """Reference feature [B, 48, H, W]: from the reference frame after an I-frame (or a
-    feature reset), else the propagated feature through the adaptor of frame_index % 4."""
-    if dpb["ref_feature"] is None:
-        return adaptor_i(dpb["ref_frame"])
-    return adaptors[FEATURE_ADAPTOR_FOR_INDEX[frame_index % 4]](dpb["ref_feature"])
+def adapt_reference(adaptor_i: nn.Module, adaptors: Sequence[nn.Module], frame: torch.Tensor,
+                    feature: Optional[torch.Tensor], frame_index: int) -> torch.Tensor:
+    """Reference feature [B, 48, H, W]: from the reference frame [B, 3, H, W] after an I-frame (or
+    a refresh, `feature` None), else the propagated feature through the adaptor of frame_index % 4."""
+    if feature is None:
+        return adaptor_i(frame)
+    return adaptors[FEATURE_ADAPTOR_FOR_INDEX[frame_index % 4]](feature)
 
 
 class FeatureExtractor(nn.Module):
@@ -58,7 +60,7 @@ class MultiScaleContextFusion(nn.Module):
         self.conv1_out = nn.Conv2d(CH_1X * 2, CH_1X, 3, padding=1)
         self.res_block1_out = ResBlock(CH_1X)
 
-    def forward(self, context1: torch.Tensor, context2: torch.Tensor, context3: torch.Tensor):
+    def forward(self, context1: torch.Tensor, context2: torch.Tensor, context3: torch.Tensor) -> Contexts:
         context3_up = self.res_block3_up(self.conv3_up(context3))
         context3_out = self.res_block3_out(self.conv3_out(context3))
         joint2 = torch.cat((context3_up, context2), dim=1)
@@ -80,9 +82,10 @@ class ContextualEncoder(nn.Module):
         self.conv3 = nn.Conv2d(CH_4X * 2, CH_8X, 3, stride=2, padding=1)
         self.conv4 = nn.Conv2d(CH_8X, CH_16X, 3, stride=2, padding=1)
 
-    def forward(self, x, context1, context2, context3, quant_step):
+    def forward(self, x: torch.Tensor, context1: torch.Tensor, context2: torch.Tensor, context3: torch.Tensor,
+                q_enc: torch.Tensor) -> torch.Tensor:
         feature = self.conv1(torch.cat([x, context1], dim=1))
-        feature = self.res1(torch.cat([feature, context2], dim=1)) * quant_step
+        feature = self.res1(torch.cat([feature, context2], dim=1)) * q_enc
         feature = self.res2(torch.cat([self.conv2(feature), context3], dim=1))
         return self.conv4(self.conv3(feature))
 
@@ -99,9 +102,10 @@ class ContextualDecoder(nn.Module):
         self.res2 = ResBlock(CH_2X * 2, bottleneck=True, slope=0.1, end_with_relu=True)
         self.up4 = subpel_conv(CH_2X * 2, 32, 2, kernel_size=3)
 
-    def forward(self, y_hat, context2, context3, quant_step):
+    def forward(self, y_hat: torch.Tensor, context2: torch.Tensor, context3: torch.Tensor,
+                q_dec: torch.Tensor) -> torch.Tensor:
         feature = self.up2(self.up1(y_hat))
-        feature = self.up3(self.res1(torch.cat([feature, context3], dim=1))) * quant_step
+        feature = self.up3(self.res1(torch.cat([feature, context3], dim=1))) * q_dec
         return self.up4(self.res2(torch.cat([feature, context2], dim=1)))
 
 
@@ -115,6 +119,6 @@ class ReconGeneration(nn.Module):
         self.unet_2 = UNet(CH_1X, CH_1X)
         self.recon_conv = nn.Conv2d(CH_1X, 3, 3, stride=1, padding=1)
 
-    def forward(self, ctx: torch.Tensor, res: torch.Tensor):
+    def forward(self, ctx: torch.Tensor, res: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feature = self.unet_2(self.unet_1(self.first_conv(torch.cat((ctx, res), dim=1))))
         return feature, self.recon_conv(feature)

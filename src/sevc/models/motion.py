@@ -1,45 +1,14 @@
-"""Motion: backward warping, flow resampling, SpyNet estimation and offset-diversity alignment."""
+"""Motion: SpyNet optical flow estimation and offset-diversity alignment (DCVC-DC)."""
 from __future__ import annotations
-
-from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-_GRIDS: Dict[Tuple, torch.Tensor] = {}
+from ..nn.resample import flow_warp, upsample2x
 
 
-def _base_grid(flow: torch.Tensor) -> torch.Tensor:
-    """Identity sampling grid [N, 2, H, W] in [-1, 1] (x then y), cached per shape and device."""
-    n, _, h, w = flow.shape
-    key = (n, h, w, flow.device)
-    if key not in _GRIDS:
-        hor = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=torch.float32).view(1, 1, 1, w).expand(n, -1, h, -1)
-        ver = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=torch.float32).view(1, 1, h, 1).expand(n, -1, -1, w)
-        _GRIDS[key] = torch.cat([hor, ver], 1)
-    return _GRIDS[key]
-
-
-def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward-warp x [N, C, H, W] by flow [N, 2, H, W] (pixels, x then y), bilinear, border."""
-    h, w = x.shape[2], x.shape[3]
-    flow = torch.cat([flow[:, 0:1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)], 1)
-    grid = _base_grid(flow) + flow
-    return F.grid_sample(x, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=True)
-
-
-def upsample2x(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear x2 upsampling (half-pixel centres)."""
-    return F.interpolate(x, (x.shape[2] * 2, x.shape[3] * 2), mode="bilinear", align_corners=False)
-
-
-def downsample2x(x: torch.Tensor) -> torch.Tensor:
-    """Bilinear /2 downsampling (half-pixel centres)."""
-    return F.interpolate(x, (x.shape[2] // 2, x.shape[3] // 2), mode="bilinear", align_corners=False)
-
-
-class MEBasic(nn.Module):
+class SpyNetLevel(nn.Module):
     """One SpyNet level: [frame, warped reference, flow] (8 ch) -> flow residual (2 ch)."""
 
     def __init__(self):
@@ -57,14 +26,14 @@ class MEBasic(nn.Module):
         return self.conv5(x)
 
 
-class ME_Spynet(nn.Module):
+class SpyNet(nn.Module):
     """SpyNet optical flow, 4 pyramid levels: frames [N, 3, H, W], H and W multiples of 16."""
 
     levels = 4
 
     def __init__(self):
         super().__init__()
-        self.moduleBasic = nn.ModuleList([MEBasic() for _ in range(self.levels)])
+        self.moduleBasic = nn.ModuleList([SpyNetLevel() for _ in range(self.levels)])
 
     def forward(self, frame: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Flow [N, 2, H, W] that warps `reference` onto `frame`."""

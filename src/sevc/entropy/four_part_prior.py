@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..nn.layers import DepthConvBlock
 from .quantization import quantize, rate_proxy
 
 SCHEDULE = ((0, 1, 2, 3), (3, 2, 1, 0), (2, 3, 0, 1), (1, 0, 3, 2))
@@ -41,6 +42,20 @@ class PriorOutput:
     y_q: torch.Tensor
     scales: torch.Tensor
     steps: List[Tuple[torch.Tensor, torch.Tensor]]
+
+
+def add_four_part_prior(owner: nn.Module, prefix: str, channel: int) -> "FourPartPrior":
+    """The four-part prior of a `channel`-channel latent with DepthConv blocks (the P-frame codecs'),
+    its modules registered on `owner` as `<prefix>_spatial_prior_adaptor_{1,2,3}` and
+    `<prefix>_spatial_prior` (checkpoint names)."""
+    adaptors = []
+    for k in (1, 2, 3):
+        adaptors.append(nn.Conv2d(channel * 4, channel * 3, 1))
+        setattr(owner, f"{prefix}_spatial_prior_adaptor_{k}", adaptors[-1])
+    prior = nn.Sequential(DepthConvBlock(channel * 3, channel * 3), DepthConvBlock(channel * 3, channel * 3),
+                          DepthConvBlock(channel * 3, channel * 2))
+    setattr(owner, f"{prefix}_spatial_prior", prior)
+    return FourPartPrior(adaptors, prior)
 
 
 class FourPartPrior:

@@ -3,18 +3,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 
-from .checkpoint import load_checkpoint, read_state_dict
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from .checkpoint import load_checkpoint, read_state_dict, weights_id
 from .intra import IntraNoAR
-from .sevc_model import SEVC
+from .sevc import SEVC
 
 DEFAULT_CKPT_DIR = Path("ckpt")
 I_FRAME_CKPT = "cvpr2023_i_frame.pth.tar"
 P_FRAME_CKPT = "cvpr2025_p_frame.pth.tar"
+
+
+class Models(NamedTuple):
+    """The models a video is coded with: the I-frame codec and the SEVC P-frame model."""
+
+    i_frame: IntraNoAR
+    p_frame: SEVC
+
+    @property
+    def device(self) -> torch.device:
+        return self.i_frame.device
+
+    @property
+    def weights_id(self) -> bytes:
+        """The 8 bytes sevc streams record (see `sevc.models.checkpoint.weights_id`)."""
+        return weights_id(self.i_frame, self.p_frame)
 
 
 def default_checkpoint(name: str, ckpt_dir: Optional[Path] = None) -> Path:
@@ -38,7 +54,7 @@ def _check_exists(path) -> None:
 
 def load_models(i_frame_path: Optional[str | os.PathLike] = None, p_frame_path: Optional[str | os.PathLike] = None,
                 device: str | torch.device = "cpu", ec_thread: bool = False, stream_part_i: int = 1,
-                stream_part_p: int = 1) -> Tuple[IntraNoAR, SEVC]:
+                stream_part_p: int = 1) -> Models:
     """The I-frame and P-frame models in eval mode on `device`, entropy coders built.
 
     Paths default to `ckpt/cvpr2023_i_frame.pth.tar` and `ckpt/cvpr2025_p_frame.pth.tar`.
@@ -48,10 +64,10 @@ def load_models(i_frame_path: Optional[str | os.PathLike] = None, p_frame_path: 
         _check_exists(path)
     i_frame = load_checkpoint(IntraNoAR(ec_thread=ec_thread, stream_part=stream_part_i), paths[0])
     p_frame = load_checkpoint(SEVC(ec_thread=ec_thread, stream_part=stream_part_p), paths[1])
-    return _ready(i_frame, device), _ready(p_frame, device)
+    return Models(_ready(i_frame, device), _ready(p_frame, device))
 
 
-def stand_in_models(seed: int = 0, device: str | torch.device = "cpu") -> Tuple[IntraNoAR, SEVC]:
+def stand_in_models(seed: int = 0, device: str | torch.device = "cpu") -> Models:
     """Untrained models with deterministic weights (PyTorch's default initialisation under
     `torch.manual_seed(seed)`): they run every code path, but reconstruct noise."""
     state = torch.random.get_rng_state()
@@ -60,7 +76,7 @@ def stand_in_models(seed: int = 0, device: str | torch.device = "cpu") -> Tuple[
         i_frame, p_frame = IntraNoAR(), SEVC()
     finally:
         torch.random.set_rng_state(state)
-    return _ready(i_frame, device), _ready(p_frame, device)
+    return Models(_ready(i_frame, device), _ready(p_frame, device))
 
 
 def _ready(model, device):

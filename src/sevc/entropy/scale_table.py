@@ -1,0 +1,76 @@
+"""The conditional entropy model of latent residuals: zero-mean Laplace or Gaussian distributions,
+each residual coded with the table of the nearest of 256 log-spaced scales at or below its own."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from .bit_estimator import CDF_HIGH, TAIL_SEARCH
+from .coder import CdfTables, EntropyCoder, pmf_to_cdf_tables
+from .quantization import estimated_bits
+
+SCALE_LEVELS = 256
+SCALE_MAX = 64.0
+SCALE_MIN = {"laplace": 0.01, "gaussian": 0.11}
+DISTRIBUTIONS = {"laplace": torch.distributions.Laplace, "gaussian": torch.distributions.Normal}
+
+
+class ScaleTableModel:
+    """Zero-mean `distribution` ('laplace' or 'gaussian') of integer residuals, given their scales."""
+
+    def __init__(self, distribution: str = "laplace"):
+        if distribution not in SCALE_MIN:
+            raise ValueError(f"unknown distribution {distribution!r}")
+        self.distribution = distribution
+        self._dist = DISTRIBUTIONS[distribution]
+        self.log_scale_min = math.log(SCALE_MIN[distribution])
+        self.log_scale_step = (math.log(SCALE_MAX) - self.log_scale_min) / (SCALE_LEVELS - 1)
+        self.scale_table = torch.exp(torch.linspace(self.log_scale_min, math.log(SCALE_MAX), SCALE_LEVELS))
+        self.tables: Optional[CdfTables] = None
+
+    def bits(self, y_q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """Estimated bits of each integer residual y_q under the zero-mean model of `scales`."""
+        scales = scales.clamp(1e-5, 1e10)
+        dist = self._dist(torch.zeros_like(scales), scales)
+        return estimated_bits(dist.cdf(y_q + 0.5) - dist.cdf(y_q - 0.5))
+
+    def update(self, force: bool = False) -> None:
+        """Build the rANS tables (once, or again if `force`), exactly as the published models do."""
+        if self.tables is not None and not force:
+            return
+        center = torch.zeros_like(self.scale_table) + 50
+        dist = self._dist(torch.zeros_like(center), torch.zeros_like(center) + self.scale_table)
+        for i in TAIL_SEARCH:
+            probs = torch.squeeze(dist.cdf(torch.zeros_like(center) + i))
+            center = torch.where(probs > torch.zeros_like(center) + CDF_HIGH, torch.zeros_like(center) + i, center)
+        center = center.int()
+        pmf_length = 2 * center + 1
+        samples = (torch.arange(int(pmf_length.max())) - center[:, None]).float()
+        scales = torch.zeros_like(samples) + self.scale_table[:, None]
+        dist = self._dist(torch.zeros_like(scales), scales)
+        upper = dist.cdf(samples + 0.5)
+        lower = dist.cdf(samples - 0.5)
+        self.tables = pmf_to_cdf_tables(upper - lower, 2 * lower[:, :1], pmf_length, -center)
+
+    def indexes(self, scales: torch.Tensor) -> torch.Tensor:
+        """Table index (0..255, int32) of each scale: the nearest table scale at or below it; -1
+        for a NaN or infinite scale (what a corrupted stream decodes to), which the coder refuses."""
+        clamped = torch.maximum(scales, torch.zeros_like(scales) + 1e-5)
+        indexes = ((torch.log(clamped) - self.log_scale_min) / self.log_scale_step).clamp_(0, SCALE_LEVELS - 1)
+        return torch.where(torch.isfinite(scales), indexes, -1.0).int()
+
+    def encode(self, coder: EntropyCoder, y_q: torch.Tensor, scales: torch.Tensor) -> None:
+        """Queue integer residuals y_q, coded with the tables of `scales` (same shape)."""
+        coder.encode(y_q, self.indexes(scales), self._require_tables())
+
+    def decode(self, coder: EntropyCoder, scales: torch.Tensor) -> torch.Tensor:
+        """Decode integer residuals shaped like `scales`, on its device and dtype."""
+        values = coder.decode(self.indexes(scales), self._require_tables())
+        return values.to(device=scales.device, dtype=scales.dtype)
+
+    def _require_tables(self) -> CdfTables:
+        if self.tables is None:
+            raise RuntimeError("call update() before entropy coding")
+        return self.tables

@@ -1,0 +1,1 @@
+"""Evaluation: quality metrics, test configurations and records (test.py), BD-rate reports."""

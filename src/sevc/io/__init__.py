@@ -1,0 +1,1 @@
+"""Files in and out: video frames (PNG folders, raw YUV) and safe, atomic outputs."""
