@@ -88,3 +88,10 @@ def assert_clear_error(result, *fragments) -> None:
     assert len(lines) == 1, err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def fresh_models():
+    """New models with PyTorch's default initialisation (seed 0), in eval mode, coders built."""
+    from sevc.models.loading import stand_in_models
+
+    return stand_in_models(0)

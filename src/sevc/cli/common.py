@@ -91,13 +91,16 @@ def devices(cuda: Optional[bool]) -> List[str]:
 
 
 def deterministic() -> None:
-    """The published scripts' set-up: one CPU thread, deterministic kernels, no cuDNN autotuning.
+    """The published scripts' set-up: one CPU thread, deterministic kernels, no cuDNN autotuning,
+    and full float32 precision on GPUs (no TF32 in matrix products and convolutions).
 
     Encoder and decoder must compute the same entropy-model scales bit for bit; this is what
     makes that hold across runs and machines of the same kind.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     torch.manual_seed(0)

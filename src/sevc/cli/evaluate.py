@@ -17,9 +17,9 @@ from typing import Dict, List, Optional, Tuple
 from tqdm import tqdm
 
 from ..errors import SevcError
-from ..eval.evaluation import Job, evaluate_sequence, load_test_config, rates_to_test
+from ..eval.evaluation import PRECISIONS, Job, evaluate_sequence, load_test_config, rates_to_test
 from ..io.outputs import atomic_file, check_file_path, is_json_object
-from ..models.loading import anchor_count, load_models
+from ..models.loading import anchor_count, compile_transforms, load_models
 from .common import ArgumentParser, add_model_args, add_overwrite_arg, check_model_args, deterministic, devices, run
 
 _MODELS = None  # (i_frame, p_frame) of this process
@@ -35,6 +35,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--worker", "-w", type=int, default=1, help="worker processes")
     parser.add_argument("--output_path", type=str, required=True, help="result JSON")
     parser.add_argument("--ratio", type=float, default=4.0, help="base-layer downsampling ratio (SEVC: 4)")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help="fp32 (the published numbers), or fp16 / bf16 mixed precision (torch.autocast)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the models' transforms (speed)")
     add_overwrite_arg(parser)
     return parser.parse_args(argv)
 
@@ -47,11 +50,13 @@ def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> N
         counter.value += 1
     _MODELS = load_models(args.i_frame_model_path, args.p_frame_model_path, device_list[index % len(device_list)],
                           args.ec_thread, args.stream_part_i, args.stream_part_p)
+    if args.compile:
+        compile_transforms(_MODELS)
 
 
-def _run_job(job: Job, refresh_interval: int) -> Tuple[Job, Optional[Dict], Optional[str]]:
+def _run_job(job: Job, refresh_interval: int, precision: str) -> Tuple[Job, Optional[Dict], Optional[str]]:
     try:
-        return job, evaluate_sequence(_MODELS, job, refresh_interval), None
+        return job, evaluate_sequence(_MODELS, job, refresh_interval, PRECISIONS[precision]), None
     except (SevcError, ValueError, OSError, RuntimeError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc)
 
@@ -68,14 +73,14 @@ def _execute(args, jobs: List[Job], device_list: List[str]):
     if args.worker == 1:
         _init_worker(args, device_list, multiprocessing.Value("i", 0))
         for job in jobs:
-            yield _run_job(job, args.refresh_interval)
+            yield _run_job(job, args.refresh_interval, args.precision)
         return
     context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
     pool = concurrent.futures.ProcessPoolExecutor(args.worker, mp_context=context, initializer=_init_worker,
                                                   initargs=(args, device_list, counter))
     try:
-        futures = [pool.submit(_run_job, job, args.refresh_interval) for job in jobs]
+        futures = [pool.submit(_run_job, job, args.refresh_interval, args.precision) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
     except BaseException:

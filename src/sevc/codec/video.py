@@ -3,6 +3,7 @@ three modes of the published scripts — estimated bits (`evaluate`, test.py), e
 and decoding (`decode`; full, fast-mode streams, or the base layer only of a full stream)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
@@ -84,31 +85,38 @@ class VideoCodec:
         return crop(buffers.enhancement.frame, height, width).clamp(0, 1)
 
     @torch.no_grad()
-    def evaluate(self, frames: Iterable[torch.Tensor], *, i_rate: Rate,
-                 p_rate: Optional[Rate] = None) -> Iterator[EvaluatedFrame]:
+    def evaluate(self, frames: Iterable[torch.Tensor], *, i_rate: Rate, p_rate: Optional[Rate] = None,
+                 autocast: Optional[torch.dtype] = None) -> Iterator[EvaluatedFrame]:
         """Test path (estimated bits) over frames [1, 3, H, W] in [0, 1]; P-frames at `p_rate`
-        (default: `i_rate`).
+        (default: `i_rate`); with `autocast` (torch.float16 or torch.bfloat16) the models run in
+        mixed precision (torch.autocast), the entropy models' likelihoods in float32.
 
         As in the published test script, the enhancement reconstruction is clamped to [0, 1] in
         the buffer, so the next frame refers to the clamped frame (while the base layer's
         reference after an I-frame is downsampled before the clamp).
         """
         p_rate = p_rate or i_rate
+        precision = (torch.autocast(self.i_frame.device.type, dtype=autocast) if autocast is not None
+                     else contextlib.nullcontext())
 
         def clamped(buffers: Buffers) -> Buffers:
             return replace(buffers, enhancement=replace(buffers.enhancement,
                                                         frame=buffers.enhancement.frame.clamp(0, 1)))
 
         def intra(x: torch.Tensor) -> Tuple[Buffers, torch.Tensor]:
-            coded = self.i_frame(IntraNoAR.pad_frame(x), rate=i_rate)
-            return clamped(self.p_frame.buffers_after_intra(coded.state)), coded.bits
+            with precision:
+                coded = self.i_frame(IntraNoAR.pad_frame(x), rate=i_rate)
+                buffers = self.p_frame.buffers_after_intra(coded.state)
+            return clamped(buffers), coded.bits
 
         def inter(x: torch.Tensor, buffers: Buffers, frame_index: int) -> Tuple[Buffers, torch.Tensor]:
-            coded = self.p_frame(x, buffers, rate=p_rate, frame_index=frame_index)
+            with precision:
+                coded = self.p_frame(x, buffers, rate=p_rate, frame_index=frame_index)
             return clamped(coded.state), coded.bits
 
         for x, step, buffers, bits in self._run(frames, Mode.TEST, intra, inter):
-            yield EvaluatedFrame(step.intra, bits, crop(buffers.enhancement.frame, *x.shape[2:]))
+            recon = crop(buffers.enhancement.frame, *x.shape[2:]).to(x.dtype)
+            yield EvaluatedFrame(step.intra, bits, recon)
 
     @torch.no_grad()
     def encode(self, frames: Iterable[torch.Tensor], *, rate: Rate, fast: bool = False) -> Iterator[EncodedFrame]:

@@ -59,7 +59,8 @@ class BitEstimator(nn.Module):
         return self.cdf(x)
 
     def bits(self, z_hat: torch.Tensor) -> torch.Tensor:
-        """Estimated bits of each element of the quantized latent z_hat."""
+        """Estimated bits of each element of the quantized latent z_hat (in the parameters' precision)."""
+        z_hat = z_hat.to(self.f1.h.dtype)
         return estimated_bits(self.cdf(z_hat + 0.5) - self.cdf(z_hat - 0.5))
 
     def _tail(self, sign: float, reached) -> torch.Tensor:

@@ -17,6 +17,10 @@ SCALE_MIN = {"laplace": 0.01, "gaussian": 0.11}
 DISTRIBUTIONS = {"laplace": torch.distributions.Laplace, "gaussian": torch.distributions.Normal}
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 class ScaleTableModel:
     """Zero-mean `distribution` ('laplace' or 'gaussian') of integer residuals, given their scales."""
 
@@ -31,8 +35,9 @@ class ScaleTableModel:
         self.tables: Optional[CdfTables] = None
 
     def bits(self, y_q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        """Estimated bits of each integer residual y_q under the zero-mean model of `scales`."""
-        scales = scales.clamp(1e-5, 1e10)
+        """Estimated bits of each integer residual y_q under the zero-mean model of `scales`
+        (computed in float32 at least, whatever the precision the latents come in)."""
+        y_q, scales = _at_least_float32(y_q), _at_least_float32(scales).clamp(1e-5, 1e10)
         dist = self._dist(torch.zeros_like(scales), scales)
         return estimated_bits(dist.cdf(y_q + 0.5) - dist.cdf(y_q - 0.5))
 

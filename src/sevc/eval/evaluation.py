@@ -137,9 +137,14 @@ def load_test_config(path: str | os.PathLike) -> List[ConfigSequence]:
     return sequences
 
 
-def evaluate_sequence(models: Models, job: Job, refresh_interval: int = 32) -> Dict[str, object]:
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # test.py --precision: autocast dtype
+
+
+def evaluate_sequence(models: Models, job: Job, refresh_interval: int = 32,
+                      autocast: Optional[torch.dtype] = None) -> Dict[str, object]:
     """test.py's record of one job (see `sevc.eval.metrics.sequence_record`), plus its `test_time`
-    in seconds. The per-frame numbers stay on the models' device until the sequence is done."""
+    in seconds; `autocast`: mixed precision (see VideoCodec.evaluate). The per-frame numbers stay on
+    the models' device until the sequence is done."""
     seq = job.sequence
     codec = VideoCodec(*models, FrameSchedule(seq.gop, refresh_interval))
     sources = (x.to(models.device) for x in read_frames(seq.source, seq.src_type, seq.width, seq.height, seq.frames,
@@ -147,7 +152,7 @@ def evaluate_sequence(models: Models, job: Job, refresh_interval: int = 32) -> D
     originals, frames = itertools.tee(sources)
     start = time.time()
     types, bits, psnrs, msssims = [], [], [], []
-    for x, result in zip(originals, codec.evaluate(frames, i_rate=job.i_rate, p_rate=job.p_rate)):
+    for x, result in zip(originals, codec.evaluate(frames, i_rate=job.i_rate, p_rate=job.p_rate, autocast=autocast)):
         types.append(0 if result.intra else 1)
         bits.append(result.bits)
         psnrs.append(psnr(result.recon, x))

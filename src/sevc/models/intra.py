@@ -65,6 +65,8 @@ class IntraNoAR(EntropyCodedModel):
     `pad_frame`); its state is the reconstruction x_hat [B, 3, H, W] (clamped to [0, 1] when
     compressed or decompressed, not on the test path)."""
 
+    TRANSFORMS = ("enc", "hyper_enc", "hyper_dec", "y_prior_fusion", "dec", "refine")  # see compile_transforms
+
     def __init__(self, N: int = 256, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
         super().__init__("gaussian", z_channel=N, ec_thread=ec_thread, stream_part=stream_part)
         self.add_q_scales("", 128, 128, anchor_num)

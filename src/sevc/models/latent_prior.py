@@ -51,9 +51,10 @@ def relative_position_index(window: Tuple[int, int, int]) -> torch.Tensor:
     return rel.sum(-1)
 
 
-@lru_cache()
+@lru_cache(maxsize=16)
 def shifted_window_mask(depth: int, height: int, width: int, window: Tuple[int, int, int],
-                        shift: Tuple[int, int, int], device: torch.device) -> torch.Tensor:
+                        shift: Tuple[int, int, int], device: torch.device,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Attention mask [windows, N, N] (0 or -100) keeping shifted windows from mixing regions."""
     padded = [-(-size // win) * win for size, win in zip((depth, height, width), window)]
     labels = torch.zeros((1, *padded, 1), device=device)
@@ -66,7 +67,7 @@ def shifted_window_mask(depth: int, height: int, width: int, window: Tuple[int, 
                 count += 1
     labels = window_partition(labels, window).view(-1, window[0] * window[1] * window[2])
     mask = labels.unsqueeze(1) - labels.unsqueeze(2)
-    return mask.masked_fill(mask != 0, float(-100.0)).masked_fill(mask == 0, float(0.0))
+    return mask.masked_fill(mask != 0, float(-100.0)).masked_fill(mask == 0, float(0.0)).to(dtype)
 
 
 class WindowAttention(nn.Module):
@@ -209,7 +210,7 @@ class SwinFusion(nn.Module):
         x = self.patch_embed(frames)
         # The published model builds its mask for 2 frames: shifting the 4-frame window
         # by 4 along time is a no-op, so only the spatial shift needs masking.
-        mask = shifted_window_mask(2, x.shape[3], x.shape[4], self.window, SHIFT, x.device)
+        mask = shifted_window_mask(2, x.shape[3], x.shape[4], self.window, SHIFT, x.device, x.dtype)
         for layer in self.layers:
             x = layer(x.contiguous(), mask)
         x = self.norm(x.permute(0, 2, 3, 4, 1).contiguous()).permute(0, 1, 4, 2, 3).contiguous()

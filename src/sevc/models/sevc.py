@@ -42,6 +42,11 @@ class SEVC(nn.Module):
     `BL_codec` is the base layer, `ILP` MFCA, `latent_ILP` the latent prior, `EL_codec` the
     enhancement layer."""
 
+    TRANSFORMS = tuple(f"{layer}.{name}" for layer in ("BL_codec", "EL_codec") for name in (
+        "contextual_encoder", "contextual_decoder", "recon_generation_net", "temporal_prior_encoder")) + (
+        "BL_codec.optic_flow", "BL_codec.mv_decoder", "BL_codec.feature_extractor", "BL_codec.context_fusion_net",
+        "latent_ILP.upsampler")  # see compile_transforms
+
     def __init__(self, anchor_num: int = 4, ratio: int = 4, ec_thread: bool = False, stream_part: int = 1):
         super().__init__()
         if ratio != int(ratio) or ratio < 1:

@@ -12,7 +12,10 @@ A stage configuration (JSON, see train_configs/) holds:
     lambdas, frame_weights, layer_weight    the objective (sevc.training.losses)
     detach_every       cut the gradient through the references every N P-frames (0: never)
     init               {"i_frame": path or null, "p_frame": path or null}: weights to start from
-    save_every, log_every, num_workers, seed
+    amp                null (float32), "bf16" or "fp16": mixed precision (torch.autocast; fp16 with a
+                       gradient scaler)
+    save_every, log_every, num_workers, seed    (the loss and numbers are read from the device
+                       and logged every log_every steps)
 
 The output folder receives `i_frame.pth.tar` and `p_frame.pth.tar` (state_dicts with the official
 checkpoints' keys: test.py, encoder.py and decoder.py load them), `train_state.pt` (optimizer,
@@ -49,13 +52,14 @@ DEFAULTS = {
     "sequence_length": 6, "crop": [256, 256], "batch_size": 8, "steps": 100000, "lr": 1e-4,
     "lr_milestones": [], "lr_gamma": 0.1, "lambdas": list(LAMBDAS), "frame_weights": list(FRAME_WEIGHTS),
     "layer_weight": LAYER_WEIGHT, "init": {"i_frame": None, "p_frame": None}, "save_every": 1000,
-    "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4, "detach_every": 0,
+    "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4, "detach_every": 0, "amp": None,
 }
+AMP = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 COUNTS = {"sequence_length": 1, "batch_size": 1, "steps": 1, "save_every": 1, "log_every": 1, "anchors": 1,
           "num_workers": 0, "detach_every": 0, "seed": 0}  # integer entries and their smallest value
 MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
 STATE_FILE = "train_state.pt"
-STATE_KEYS = {"step", "optimizer", "scheduler", "torch_rng", "stage"}
+STATE_KEYS = {"step", "optimizer", "scheduler", "scaler", "torch_rng", "stage"}
 LOG_FILE = "log.jsonl"
 
 
@@ -90,6 +94,8 @@ def _check_config(config: Dict, path: str | os.PathLike) -> None:
     if not (isinstance(crop, list) and len(crop) == 2 and all(isinstance(c, int) and c > 0 and not c % 16 for c in crop)):
         raise TrainingError(f"crop {crop} must be [height, width], positive multiples of 16")
     _check_counts(config)
+    if config["amp"] not in AMP:
+        raise TrainingError(f"amp must be null, \"bf16\" or \"fp16\", got {config['amp']!r}")
     minimum = 1 if config["stage"] == "i_frame" else 2
     if config["sequence_length"] < minimum:
         raise TrainingError(f"stage {config['stage']} needs sequence_length >= {minimum}")
@@ -212,12 +218,12 @@ def _batches(length: int, batch: int, epoch: int, seed: int, rank: int, world: i
     return [order[start:start + batch][rank::world] for start in range(0, usable, batch)]
 
 
-def _save(output: Path, stage_model: StageModel, optimizer, scheduler, step: int) -> None:
+def _save(output: Path, stage_model: StageModel, optimizer, scheduler, scaler, step: int) -> None:
     for name in MODEL_FILES:
         with atomic_file(output / MODEL_FILES[name]) as path:
             torch.save(getattr(stage_model, name).state_dict(), path)
     state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "torch_rng": torch.random.get_rng_state(), "stage": stage_model.stage}
+             "scaler": scaler.state_dict(), "torch_rng": torch.random.get_rng_state(), "stage": stage_model.stage}
     with atomic_file(output / STATE_FILE) as path:
         torch.save(state, path)
 
@@ -240,6 +246,10 @@ def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[s
     stage_model = StageModel(config["stage"], *_models(config, output, resume), objective,
                              config["detach_every"]).to(env.device)
     optimizer, scheduler = _optimizer(config, stage_model, state, output / STATE_FILE)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=config["amp"] == "fp16")
+    if state is not None:
+        scaler.load_state_dict(state["scaler"])
+    precision = torch.autocast(env.device.type, dtype=AMP[config["amp"]], enabled=config["amp"] is not None)
     torch.manual_seed(config["seed"] + env.rank)
     step = 0
     if state is not None:
@@ -268,24 +278,27 @@ def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[s
             for clips in bar:
                 anchor = step % config["anchors"]
                 started = time.time()
-                loss, terms = network(clips.to(env.device), anchor)
+                with precision:
+                    loss, terms = network(clips.to(env.device), anchor)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 step += 1
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"the loss is {loss.item()} at step {step}")
-                numbers = {"loss": env.mean(loss.item()), **{k: env.mean(v) for k, v in summarize(terms).items()}}
-                bar.set_postfix({k: round(v, 4) for k, v in numbers.items()})
-                if env.main and (step % config["log_every"] == 0 or step == config["steps"]):
+                if step % config["log_every"] == 0 or step == config["steps"]:
+                    if not torch.isfinite(loss):
+                        raise TrainingError(f"the loss is {loss.item()} at step {step}")
+                    numbers = {"loss": env.mean(loss.item()), **{k: env.mean(v) for k, v in summarize(terms).items()}}
+                    bar.set_postfix({k: round(v, 4) for k, v in numbers.items()})
                     last = {"step": step, "epoch": epoch, "anchor": anchor, "lr": scheduler.get_last_lr()[0],
                             "seconds": time.time() - started, **numbers}
-                    log.write(json.dumps(last) + "\n")
-                    log.flush()
+                    if env.main:
+                        log.write(json.dumps(last) + "\n")
+                        log.flush()
                 if step % config["save_every"] == 0 or step == config["steps"]:
                     if env.main:
-                        _save(output, stage_model, optimizer, scheduler, step)
+                        _save(output, stage_model, optimizer, scheduler, scaler, step)
                     env.barrier()
             bar.close()
     finally:
