@@ -44,7 +44,7 @@ def main() -> None:
 
     model = ScaleTableModel("laplace")
     model.update()
-    tables = model.tables
+    tables = model.tables()
     symbols, indexes = draw_symbols(args.symbols)
     mega = args.symbols / 1e6
     print(f"{args.symbols:,} symbols, Laplace tables, 1% escapes, torch threads {torch.get_num_threads()}")

@@ -88,7 +88,12 @@ def _flip_bits(data: bytearray, rng: np.random.Generator, start: int = 0) -> Tup
 def mutate_sevc(valid: bytes, rng: np.random.Generator) -> Tuple[bytes, str]:
     """One mutation of a valid sevc stream."""
     data = bytearray(valid)
-    kind = int(rng.integers(0, 8))
+    kind = int(rng.integers(0, 9))
+    if kind == 8:  # random bytes, half of them behind a valid magic and version
+        data = bytearray(rng.bytes(int(rng.integers(0, 4096))))
+        if rng.random() < 0.5:
+            data[:5] = b"SEVC\x02"
+        return bytes(data), f"{len(data)} random bytes"
     if kind in (0, 1):
         return _rewrite_header(data, rng, forge=kind == 1)
     if kind == 2:

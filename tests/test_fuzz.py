@@ -34,7 +34,8 @@ def test_mutated_streams_fail_cleanly_fast_and_small(ckpt, tmp_path):
     streams = tmp_path / "streams"
     streams.mkdir()
     base = ["-i", clip, "--width", 64, "--height", 64, "-q", 30, *model_args(ckpt)]
-    for name, extra in (("full.sevc", []), ("fast.sevc", ["--fast", "1"]), ("official", ["--format", "official"])):
+    for name, extra in (("full.sevc", ["--numerics", "float"]), ("fast.sevc", ["--fast", "1", "--numerics", "portable"]),
+                        ("official", ["--format", "official"])):
         assert run(encode.main, [str(a) for a in base + ["-b", streams / name] + extra]) == 0
     report = tmp_path / "report.json"
     worker = Path(__file__).with_name("stream_fuzzer.py")

@@ -23,7 +23,7 @@ FRAMES = FIXTURES / CLI_CASE / "frames"
 
 def _encode(capsys, ckpt, out, *extra, source=FRAMES, frames=2):
     return cli(encode.main, ["-i", source, "--width", 128, "--height", 128, "-q", 20, "-f", frames, "-b", out,
-                             *model_args(ckpt), *extra], capsys)
+                             "--numerics", "float", *model_args(ckpt), *extra], capsys)
 
 
 def _tree(folder: Path) -> dict:
@@ -122,7 +122,7 @@ def test_sigterm_removes_partial_outputs(tmp_path, ckpt, tool):
     common = ["--i_frame_model_path", str(ckpt / "i.pth.tar"), "--p_frame_model_path", str(ckpt / "p.pth.tar"),
               "--cuda", "0"]
     encoder = [sys.executable, str(REPO / "encoder.py"), "-i", str(FRAMES), "--width", "128", "--height", "128",
-               "-q", "20", "-b", str(stream), *common]
+               "-q", "20", "-b", str(stream), "--numerics", "float", *common]
     if tool == "decoder":
         subprocess.run(encoder, check=True, capture_output=True)
         command = [sys.executable, str(REPO / "decoder.py"), "-b", str(stream), "-o", str(tmp_path / "out"), *common]

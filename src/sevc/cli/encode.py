@@ -1,7 +1,9 @@
 """encoder.py: encode a PNG folder or raw YUV file into an SEVC bitstream.
 
-`--format sevc` (default) writes one file, the scalable sevc container (see `sevc.codec.bitstream`);
-`--format official` the published folder layout (headers.bin, 0.bin, 1.bin, ...).
+`--format sevc` (default) writes one file, the scalable sevc container (see `sevc.codec.bitstream`),
+by default in portable numerics (it decodes bit-exactly on any machine; `--numerics float` keeps the
+published arithmetic); `--format official` the published folder layout (headers.bin, 0.bin, ...),
+always in float numerics.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..io.frames import available_frames, read_frames
 from ..limits import MAX_FRAMES, check_frame_size
 from ..models.loading import load_models
 from ..models.rate import FINE_LEVELS
+from ..numerics import Numerics
 from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, check_model_args,
                      deterministic, devices, run, source_type, str2bool)
 
@@ -36,6 +39,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("-b", "--bin_path", type=str, help="output: a file for sevc (default out.sevc), "
                                                             "a folder for official (default out_bin)")
     parser.add_argument("--format", choices=FORMATS, default="sevc", help="bitstream format")
+    parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics],
+                        help="arithmetic: portable (decodes bit-exactly on any CPU or GPU; the sevc default) or "
+                             "float (the published models'; the only one of --format official)")
     add_overwrite_arg(parser)
     return parser.parse_args(argv)
 
@@ -56,6 +62,16 @@ def _frame_count(args: argparse.Namespace) -> int:
     return min(available, MAX_FRAMES) if args.frames == -1 else args.frames
 
 
+def numerics_of(args: argparse.Namespace) -> Numerics:
+    """The numerics mode to encode in: --numerics, else portable for sevc streams and float for official ones."""
+    if args.format == "official":
+        if args.numerics not in (None, "float"):
+            raise SevcError("--format official records no numerics mode and is always float; "
+                            "drop --numerics portable or use --format sevc")
+        return Numerics.FLOAT
+    return Numerics.named(args.numerics or "portable")
+
+
 def summary(stats: List[FrameStats], pixels: int) -> str:
     """'N bytes, B bpp[, P dB PSNR]' over the frames."""
     total = sum(s.bytes for s in stats)
@@ -73,13 +89,14 @@ def frame_status(stats: FrameStats, pixels: int) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     frame_count = _frame_count(args)
+    mode = numerics_of(args)
     bin_path = Path(args.bin_path or ("out_bin" if args.format == "official" else "out.sevc"))
     check_stream_path(bin_path, args.format, args.overwrite, [args.input_path])
-    deterministic()
+    deterministic(mode)
     models = load_models(args.i_frame_model_path, args.p_frame_model_path, devices(args.cuda)[0], args.ec_thread,
                          args.stream_part_i, args.stream_part_p)
     header = StreamHeader(args.width, args.height, args.qp, args.ip, args.refresh_interval, args.fast, frame_count,
-                          models.weights_id)
+                          models.weights_id, mode)
     sources = read_frames(args.input_path, source_type(args), args.width, args.height, frame_count,
                           args.yuv_matrix, args.yuv_range)
     pixels = args.width * args.height
@@ -89,7 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             stats.append(frame)
             bar.set_postfix_str(frame_status(frame, pixels))
             bar.update()
-    print(f"encoded {frame_count} frames of {args.width}x{args.height} at q {args.qp}"
+    print(f"encoded {frame_count} frames of {args.width}x{args.height} at q {args.qp}, {mode} numerics"
           f"{' (fast: base layer only)' if args.fast else ''}: {summary(stats, pixels)} -> {bin_path}")
     return 0
 

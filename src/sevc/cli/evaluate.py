@@ -20,6 +20,7 @@ from ..errors import SevcError
 from ..eval.evaluation import PRECISIONS, Job, evaluate_sequence, load_test_config, rates_to_test
 from ..io.outputs import atomic_file, check_file_path, is_json_object
 from ..models.loading import anchor_count, compile_transforms, load_models
+from ..numerics import Numerics
 from .common import ArgumentParser, add_model_args, add_overwrite_arg, check_model_args, deterministic, devices, run
 
 _MODELS = None  # (i_frame, p_frame) of this process
@@ -38,6 +39,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                         help="fp32 (the published numbers), or fp16 / bf16 mixed precision (torch.autocast)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models' transforms (speed)")
+    parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="float",
+                        help="float (the published arithmetic and numbers) or portable (sevc's bit-exact mode)")
     add_overwrite_arg(parser)
     return parser.parse_args(argv)
 
@@ -54,9 +57,10 @@ def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> N
         compile_transforms(_MODELS)
 
 
-def _run_job(job: Job, refresh_interval: int, precision: str) -> Tuple[Job, Optional[Dict], Optional[str]]:
+def _run_job(job: Job, args: argparse.Namespace) -> Tuple[Job, Optional[Dict], Optional[str]]:
     try:
-        return job, evaluate_sequence(_MODELS, job, refresh_interval, PRECISIONS[precision]), None
+        return job, evaluate_sequence(_MODELS, job, refresh_interval=args.refresh_interval,
+                                      autocast=PRECISIONS[args.precision], numerics=Numerics.named(args.numerics)), None
     except (SevcError, ValueError, OSError, RuntimeError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc)
 
@@ -73,14 +77,14 @@ def _execute(args, jobs: List[Job], device_list: List[str]):
     if args.worker == 1:
         _init_worker(args, device_list, multiprocessing.Value("i", 0))
         for job in jobs:
-            yield _run_job(job, args.refresh_interval, args.precision)
+            yield _run_job(job, args)
         return
     context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
     pool = concurrent.futures.ProcessPoolExecutor(args.worker, mp_context=context, initializer=_init_worker,
                                                   initargs=(args, device_list, counter))
     try:
-        futures = [pool.submit(_run_job, job, args.refresh_interval, args.precision) for job in jobs]
+        futures = [pool.submit(_run_job, job, args) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
     except BaseException:
@@ -105,6 +109,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SevcError(f"--worker must be at least 1, got {args.worker}")
     if args.ratio != 4:
         raise SevcError("SEVC's base layer is 4x downsampled; --ratio must be 4")
+    if args.numerics == "portable" and (args.precision != "fp32" or args.compile):
+        raise SevcError("--numerics portable computes in float64: --precision and --compile apply to float numerics")
     check_file_path(args.output_path, is_json_object, args.overwrite, [args.test_config])
     deterministic()
     device_list = devices(args.cuda)

@@ -11,7 +11,9 @@ An I-frame is one intra packet; a P-frame a base packet followed, unless the str
 an enhancement packet. A packet's CRC-32 covers its type, length and payload and continues from
 the CRC of the packet before it (the first packet's from the header's): a packet is valid only
 after its own header and in its own place. `numerics` names the arithmetic the stream was coded
-with (0: float, the published models' arithmetic). `weights_id` identifies the weights (see
+with (`sevc.numerics.Numerics`: 0 float, the published models' arithmetic; 1 portable, the same
+bits on every machine); a decoder refuses a mode it does not know. `weights_id` identifies the
+weights (see
 `sevc.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame sizes and
 counts are limited (`sevc.limits`) and checked before anything is decoded; frames are read one at
 a time, and skim decoding seeks past enhancement payloads without reading them.
@@ -19,8 +21,8 @@ a time, and skim decoding seeks past enhancement payloads without reading them.
 **official layout** (what the published encoder.py writes): a folder with `headers.bin`
 (intra_period i32, height u32, width u32, q_index u32, fast u32) and one file `N.bin` per frame
 `N = 0, 1, ...`: an I-frame or fast P-frame is `length u32 | payload`, a full P-frame two of them
-(base layer, enhancement layer). It has no checksums and no frame count: the frames are the
-`N.bin` files, which must be numbered without gaps.
+(base layer, enhancement layer). It has no checksums, no frame count (the frames are the `N.bin`
+files, which must be numbered without gaps) and no numerics mode: it is always float.
 """
 from __future__ import annotations
 
@@ -36,11 +38,11 @@ from typing import BinaryIO, Iterator, List, Sequence, Tuple
 from ..errors import BitstreamError
 from ..limits import LimitError, check_frame_count, check_frame_size
 from ..models.rate import FINE_LEVELS, Rate
+from ..numerics import Numerics
 from .schedule import FrameSchedule
 
 MAGIC = b"SEVC"
 VERSION = 2
-NUMERICS = {0: "float"}  # numerics modes this decoder knows
 _HEADER = struct.Struct(">4sBBBIIBiII8s")
 _CRC = struct.Struct(">I")
 _PACKET = struct.Struct(">BI")
@@ -74,7 +76,7 @@ class StreamHeader:
     fast: bool = False
     frame_count: int = 1
     weights_id: bytes = bytes(8)
-    numerics: int = 0
+    numerics: Numerics = Numerics.FLOAT
 
     @property
     def schedule(self) -> FrameSchedule:
@@ -106,9 +108,10 @@ class StreamHeader:
             raise BitstreamError(f"invalid stream header: q index {self.q_index} is not in 0..{FINE_LEVELS - 1}")
         if self.refresh_interval <= 0:
             raise BitstreamError(f"invalid stream header: refresh interval {self.refresh_interval}")
-        if self.numerics not in NUMERICS:
+        if self.numerics not in set(Numerics):
+            known = ", ".join(f"{mode.value} ({mode})" for mode in Numerics)
             raise BitstreamError(f"the stream uses numerics mode {self.numerics}, which this decoder does not know "
-                                 f"(it knows {', '.join(f'{k} ({v})' for k, v in NUMERICS.items())})")
+                                 f"(it knows {known})")
 
 
 Frame = List[bytes]  # a frame's payloads: [intra] or [base] or [base, enhancement]
@@ -158,6 +161,8 @@ class OfficialWriter:
 
     def __init__(self, folder: str | os.PathLike, header: StreamHeader):
         header.validate()
+        if header.numerics is not Numerics.FLOAT:
+            raise ValueError("the published layout records no numerics mode: it is always float")
         self.folder = Path(folder)
         self.header = header
         self.frame_count = 0
@@ -224,6 +229,7 @@ class SevcStream(Stream):
         header = StreamHeader(width, height, q_index, intra_period, refresh, bool(flags & _FAST), count, weights_id,
                               numerics)
         header.validate()
+        header.numerics = Numerics(numerics)
         return header, crc
 
     def frames(self) -> Iterator[Frame]:

@@ -15,6 +15,8 @@ from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC
 from ..nn.padding import crop
+from ..numerics import Numerics
+from ..numerics import numerics as numerics_mode
 from .schedule import FrameSchedule, FrameStep, Mode
 
 Item = TypeVar("Item")
@@ -54,12 +56,20 @@ class DecodedFrame:
 
 
 class VideoCodec:
-    """SEVC over a sequence, frame by frame as the schedule says."""
+    """SEVC over a sequence, frame by frame as the schedule says, in numerics mode `numerics`
+    (see `sevc.numerics`; portable mode codes frames in float64, and its reconstructions are
+    float64)."""
 
-    def __init__(self, i_frame: IntraNoAR, p_frame: SEVC, schedule: FrameSchedule = FrameSchedule()):
+    def __init__(self, i_frame: IntraNoAR, p_frame: SEVC, schedule: FrameSchedule = FrameSchedule(),
+                 numerics: Numerics = Numerics.FLOAT):
         self.i_frame = i_frame
         self.p_frame = p_frame
         self.schedule = schedule
+        self.numerics = Numerics(numerics)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        """A frame as the numerics mode codes it."""
+        return x.to(torch.float64) if self.numerics is Numerics.PORTABLE else x
 
     def _run(self, items: Iterable[Item], mode: Mode, code_intra: Callable[[Item], Tuple[Buffers, Result]],
              code_inter: Callable[[Item, Buffers, int], Tuple[Buffers, Result]]
@@ -68,10 +78,12 @@ class VideoCodec:
         code_inter(item, buffers, frame_index) for P-frames (buffers refreshed where due)."""
         buffers: Optional[Buffers] = None
         for item, step in zip(items, self.schedule.steps(mode)):
-            if step.intra:
-                buffers, result = code_intra(item)
-            else:
-                buffers, result = code_inter(item, buffers.refreshed() if step.refresh else buffers, step.frame_index)
+            with numerics_mode(self.numerics):
+                if step.intra:
+                    buffers, result = code_intra(item)
+                else:
+                    buffers, result = code_inter(item, buffers.refreshed() if step.refresh else buffers,
+                                                 step.frame_index)
             yield item, step, buffers, result
 
     def _skim(self, buffers: Buffers, height: int, width: int) -> torch.Tensor:
@@ -105,13 +117,13 @@ class VideoCodec:
 
         def intra(x: torch.Tensor) -> Tuple[Buffers, torch.Tensor]:
             with precision:
-                coded = self.i_frame(IntraNoAR.pad_frame(x), rate=i_rate)
+                coded = self.i_frame(IntraNoAR.pad_frame(self._input(x)), rate=i_rate)
                 buffers = self.p_frame.buffers_after_intra(coded.state)
             return clamped(buffers), coded.bits
 
         def inter(x: torch.Tensor, buffers: Buffers, frame_index: int) -> Tuple[Buffers, torch.Tensor]:
             with precision:
-                coded = self.p_frame(x, buffers, rate=p_rate, frame_index=frame_index)
+                coded = self.p_frame(self._input(x), buffers, rate=p_rate, frame_index=frame_index)
             return clamped(coded.state), coded.bits
 
         for x, step, buffers, bits in self._run(frames, Mode.TEST, intra, inter):
@@ -123,10 +135,11 @@ class VideoCodec:
         """Encode frames [1, 3, H, W] in [0, 1] at `rate`; fast: the base layer only."""
 
         def intra(x: torch.Tensor) -> Tuple[Buffers, Tuple[bytes, ...]]:
-            coded = self.i_frame.compress(IntraNoAR.pad_frame(x), rate=rate)
+            coded = self.i_frame.compress(IntraNoAR.pad_frame(self._input(x)), rate=rate)
             return self.p_frame.buffers_after_intra(coded.state, base_only=fast), coded.payloads
 
         def inter(x: torch.Tensor, buffers: Buffers, frame_index: int) -> Tuple[Buffers, Tuple[bytes, ...]]:
+            x = self._input(x)
             if fast:
                 coded = self.p_frame.compress_base(x, buffers.base, rate=rate, frame_index=frame_index)
                 return Buffers(coded.state, None), coded.payloads

@@ -1,17 +1,39 @@
 """The rANS entropy coder as the codecs use it: symbols and table indexes in, one payload out."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .. import _rans
 from ..errors import BitstreamError
+from ..numerics import Numerics, current, numerics
 
 PRECISION = 16        # CDF tables sum to 2 ** PRECISION
 SYMBOL_LIMIT = 30000  # symbols are clamped to +-SYMBOL_LIMIT and coded as int16
 CdfTables = _rans.CdfTables
+
+
+class TablesPerMode:
+    """An entropy model's rANS tables, built by `build` once per numerics mode, when first asked
+    for (in that mode)."""
+
+    def __init__(self, build: Callable[[], CdfTables]):
+        self._build = build
+        self._built: Dict[Numerics, CdfTables] = {}
+
+    def __call__(self, mode: Optional[Numerics] = None) -> CdfTables:
+        """The tables of `mode` (default: the current one)."""
+        mode = current() if mode is None else mode
+        if mode not in self._built:
+            with numerics(mode):
+                self._built[mode] = self._build()
+        return self._built[mode]
+
+    def clear(self) -> None:
+        """Forget every mode's tables (after the model's parameters changed)."""
+        self._built.clear()
 
 
 class EntropyCoder:

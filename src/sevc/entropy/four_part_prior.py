@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..nn.layers import DepthConvBlock
+from ..nn.ops import Conv2d
 from .quantization import quantize, rate_proxy
 
 SCHEDULE = ((0, 1, 2, 3), (3, 2, 1, 0), (2, 3, 0, 1), (1, 0, 3, 2))
@@ -50,7 +51,7 @@ def add_four_part_prior(owner: nn.Module, prefix: str, channel: int) -> "FourPar
     `<prefix>_spatial_prior` (checkpoint names)."""
     adaptors = []
     for k in (1, 2, 3):
-        adaptors.append(nn.Conv2d(channel * 4, channel * 3, 1))
+        adaptors.append(Conv2d(channel * 4, channel * 3, 1))
         setattr(owner, f"{prefix}_spatial_prior_adaptor_{k}", adaptors[-1])
     prior = nn.Sequential(DepthConvBlock(channel * 3, channel * 3), DepthConvBlock(channel * 3, channel * 3),
                           DepthConvBlock(channel * 3, channel * 2))

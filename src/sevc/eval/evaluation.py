@@ -30,6 +30,7 @@ from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, read_frames
 from ..limits import LimitError, check_frame_count, check_frame_size
 from ..models.loading import Models
 from ..models.rate import FINE_LEVELS, Rate
+from ..numerics import Numerics
 from .metrics import msssim, psnr, sequence_record
 
 
@@ -140,13 +141,13 @@ def load_test_config(path: str | os.PathLike) -> List[ConfigSequence]:
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # test.py --precision: autocast dtype
 
 
-def evaluate_sequence(models: Models, job: Job, refresh_interval: int = 32,
-                      autocast: Optional[torch.dtype] = None) -> Dict[str, object]:
+def evaluate_sequence(models: Models, job: Job, *, refresh_interval: int = 32, autocast: Optional[torch.dtype] = None,
+                      numerics: Numerics = Numerics.FLOAT) -> Dict[str, object]:
     """test.py's record of one job (see `sevc.eval.metrics.sequence_record`), plus its `test_time`
-    in seconds; `autocast`: mixed precision (see VideoCodec.evaluate). The per-frame numbers stay on
-    the models' device until the sequence is done."""
+    in seconds; `autocast`: mixed precision (see VideoCodec.evaluate); `numerics`: the numerics
+    mode. The per-frame numbers stay on the models' device until the sequence is done."""
     seq = job.sequence
-    codec = VideoCodec(*models, FrameSchedule(seq.gop, refresh_interval))
+    codec = VideoCodec(*models, FrameSchedule(seq.gop, refresh_interval), numerics)
     sources = (x.to(models.device) for x in read_frames(seq.source, seq.src_type, seq.width, seq.height, seq.frames,
                                                          seq.yuv_matrix, seq.yuv_range))
     originals, frames = itertools.tee(sources)

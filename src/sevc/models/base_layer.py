@@ -17,6 +17,7 @@ from torch import nn
 from ..entropy.four_part_prior import PriorOutput, add_four_part_prior
 from ..entropy.quantization import quantize, rate_proxy
 from ..nn.layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv
+from ..nn.ops import Conv2d
 from ..nn.padding import HYPER_STRIDE, LATENT_STRIDE, crop, strided_size
 from ..nn.resample import downsample2x, flow_warp
 from .buffers import BaseBuffer
@@ -33,9 +34,9 @@ def hyper_codec(y_ch: int, z_ch: int, shallow: bool) -> Tuple[nn.Sequential, nn.
     """Hyperprior analysis (latent -> z, /4) and synthesis (z -> prior features, x4)."""
     if shallow:
         enc = nn.Sequential(
-            nn.Conv2d(y_ch, z_ch, 3, stride=1, padding=1), nn.LeakyReLU(),
-            nn.Conv2d(z_ch, z_ch, 3, stride=2, padding=1), nn.LeakyReLU(),
-            nn.Conv2d(z_ch, z_ch, 3, stride=2, padding=1),
+            Conv2d(y_ch, z_ch, 3, stride=1, padding=1), nn.LeakyReLU(),
+            Conv2d(z_ch, z_ch, 3, stride=2, padding=1), nn.LeakyReLU(),
+            Conv2d(z_ch, z_ch, 3, stride=2, padding=1),
         )
     else:
         enc = nn.Sequential(
@@ -68,7 +69,7 @@ class MvEnc(nn.Module):
         self.enc_3 = nn.Sequential(
             ResidualBlockWithStride(channel, channel, stride=2),
             DepthConvBlock(channel, channel),
-            nn.Conv2d(channel, channel, 3, stride=2, padding=1),
+            Conv2d(channel, channel, 3, stride=2, padding=1),
         )
 
     def forward(self, mv: torch.Tensor, context: Optional[torch.Tensor], q_enc: torch.Tensor) -> torch.Tensor:
@@ -130,17 +131,17 @@ class BaseLayerCodec(EntropyCodedModel):
         self.mv_prior = add_four_part_prior(self, "mv_y", MV_CH)
         self.mv_decoder = MvDec(2, MV_CH)
 
-        self.feature_adaptor_I = nn.Conv2d(3, CH_1X, 3, stride=1, padding=1)
-        self.feature_adaptor = nn.ModuleList([nn.Conv2d(CH_1X, CH_1X, 1) for _ in range(3)])
+        self.feature_adaptor_I = Conv2d(3, CH_1X, 3, stride=1, padding=1)
+        self.feature_adaptor = nn.ModuleList([Conv2d(CH_1X, CH_1X, 1) for _ in range(3)])
         self.feature_extractor = FeatureExtractor()
         self.context_fusion_net = MultiScaleContextFusion()
         self.contextual_encoder = ContextualEncoder()
         self.contextual_hyper_prior_encoder, self.contextual_hyper_prior_decoder = \
             hyper_codec(CH_16X, CH_16X, shallow=True)
         self.temporal_prior_encoder = nn.Sequential(
-            nn.Conv2d(CH_4X, CH_8X, 3, stride=2, padding=1),
+            Conv2d(CH_4X, CH_8X, 3, stride=2, padding=1),
             nn.LeakyReLU(0.1),
-            nn.Conv2d(CH_8X, CH_16X, 3, stride=2, padding=1),
+            Conv2d(CH_8X, CH_16X, 3, stride=2, padding=1),
         )
         self.y_prior_fusion_adaptor_0 = DepthConvBlock(CH_16X * 2, CH_16X * 3)
         self.y_prior_fusion_adaptor_1 = DepthConvBlock(CH_16X * 3, CH_16X * 3)

@@ -12,6 +12,7 @@ from ..entropy.bit_estimator import BitEstimator
 from ..entropy.coder import EntropyCoder
 from ..entropy.scale_table import ScaleTableModel
 from ..nn.padding import HYPER_INPUT_MULTIPLE, pad_to_multiple
+from ..numerics import in_mode_dtype
 from .rate import Rate
 
 State = TypeVar("State")
@@ -70,9 +71,9 @@ class EntropyCodedModel(nn.Module):
 
     def q_scales(self, prefix: str, rate: Rate) -> Tuple[torch.Tensor, torch.Tensor]:
         """The encoder's and the decoder's feature scales [1, C, 1, 1] of the `prefix` transform at `rate`:
-        q_basic times the rate's q_scale."""
-        return tuple(getattr(self, f"{prefix}q_basic_{side}") * rate.select(getattr(self, f"{prefix}q_scale_{side}"))
-                     for side in ("enc", "dec"))
+        q_basic times the rate's q_scale (in float64 in portable mode)."""
+        return tuple(in_mode_dtype(getattr(self, f"{prefix}q_basic_{side}"))
+                     * rate.select(getattr(self, f"{prefix}q_scale_{side}")) for side in ("enc", "dec"))
 
     @property
     def device(self) -> torch.device:

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..entropy.four_part_prior import PriorOutput, add_four_part_prior
 from ..nn.layers import DepthConvBlock
+from ..nn.ops import Conv2d
 from .buffers import LATENT_QUEUE, EnhancementBuffer
 from .codec_base import Compressed, EntropyCodedModel, Estimated
 from .rate import Rate
@@ -25,10 +26,10 @@ class TemporalPriorEncoder(nn.Module):
     def __init__(self):
         super().__init__()
         self.activate = nn.LeakyReLU(0.1)
-        self.enc1 = nn.Conv2d(CH_1X, CH_2X, 3, stride=2, padding=1)
-        self.enc2 = nn.Conv2d(CH_2X * 2, CH_4X, 3, stride=2, padding=1)
-        self.enc3 = nn.Conv2d(CH_4X * 2, CH_8X, 3, stride=2, padding=1)
-        self.enc4 = nn.Conv2d(CH_8X, CH_16X, 3, stride=2, padding=1)
+        self.enc1 = Conv2d(CH_1X, CH_2X, 3, stride=2, padding=1)
+        self.enc2 = Conv2d(CH_2X * 2, CH_4X, 3, stride=2, padding=1)
+        self.enc3 = Conv2d(CH_4X * 2, CH_8X, 3, stride=2, padding=1)
+        self.enc4 = Conv2d(CH_8X, CH_16X, 3, stride=2, padding=1)
 
     def forward(self, context1: torch.Tensor, context2: torch.Tensor, context3: torch.Tensor) -> torch.Tensor:
         f = self.activate(self.enc1(context1))

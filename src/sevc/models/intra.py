@@ -14,6 +14,7 @@ from torch import nn
 from ..entropy.four_part_prior import FourPartPrior, PriorOutput
 from ..entropy.quantization import quantize, rate_proxy
 from ..nn.layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, UNet, conv3x3
+from ..nn.ops import Conv2d
 from ..nn.padding import FRAME_MULTIPLE, HYPER_STRIDE, LATENT_STRIDE, crop, pad_to_multiple, strided_size
 from .codec_base import Compressed, EntropyCodedModel, Estimated
 from .rate import Rate
@@ -34,7 +35,7 @@ class IntraEncoder(nn.Module):
             gated_block(192, 192),
             ResidualBlockWithStride(192, n, stride=2),
             gated_block(n, n),
-            nn.Conv2d(n, n, 3, stride=2, padding=1),
+            Conv2d(n, n, 3, stride=2, padding=1),
         )
 
     def forward(self, x: torch.Tensor, quant_step: torch.Tensor) -> torch.Tensor:
@@ -74,9 +75,9 @@ class IntraNoAR(EntropyCodedModel):
         self.enc = IntraEncoder(N)
         self.hyper_enc = nn.Sequential(
             gated_block(N, N),
-            nn.Conv2d(N, N, 3, stride=2, padding=1),
+            Conv2d(N, N, 3, stride=2, padding=1),
             nn.LeakyReLU(),
-            nn.Conv2d(N, N, 3, stride=2, padding=1),
+            Conv2d(N, N, 3, stride=2, padding=1),
         )
         self.hyper_dec = nn.Sequential(
             ResidualBlockUpsample(N, N, 2),
@@ -84,9 +85,9 @@ class IntraNoAR(EntropyCodedModel):
             gated_block(N, N),
         )
         self.y_prior_fusion = nn.Sequential(gated_block(N, N * 2), gated_block(N * 2, N * 3))
-        self.y_spatial_prior_adaptor_1 = nn.Conv2d(N * 4, N * 3, 1)
-        self.y_spatial_prior_adaptor_2 = nn.Conv2d(N * 4, N * 3, 1)
-        self.y_spatial_prior_adaptor_3 = nn.Conv2d(N * 4, N * 3, 1)
+        self.y_spatial_prior_adaptor_1 = Conv2d(N * 4, N * 3, 1)
+        self.y_spatial_prior_adaptor_2 = Conv2d(N * 4, N * 3, 1)
+        self.y_spatial_prior_adaptor_3 = Conv2d(N * 4, N * 3, 1)
         self.y_spatial_prior = nn.Sequential(
             gated_block(N * 3, N * 3),
             gated_block(N * 3, N * 2),

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.layers import subpel_conv
+from ..nn.ops import GELU, Conv2d, LayerNorm, Linear, matmul, softmax
 from ..nn.padding import crop, pad_to_multiple
 
 LATENT_CH = 128
@@ -81,32 +82,30 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros(table, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window))
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-        self.softmax = nn.Softmax(dim=-1)
+        self.qkv = Linear(dim, dim * 3)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x [B * windows, N, C]; mask [windows, N, N] or None."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).contiguous()
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
+        attn = matmul(q * self.scale, k.transpose(-2, -1))
         bias = self.relative_position_bias_table[self.relative_position_index[:n, :n].reshape(-1)].reshape(n, n, -1)
         attn = attn + bias.permute(2, 0, 1).contiguous().unsqueeze(0)
         if mask is not None:
             windows = mask.shape[0]
             attn = attn.view(b // windows, windows, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
             attn = attn.view(-1, self.num_heads, n, n)
-        attn = self.softmax(attn)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        return self.proj(matmul(softmax(attn), v).transpose(1, 2).reshape(b, n, c))
 
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.act = GELU()
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -120,9 +119,9 @@ class SwinTransformerBlock(nn.Module):
         super().__init__()
         self.window = window
         self.shift = shift
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = WindowAttention(dim, window, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -164,7 +163,7 @@ class RSTB(nn.Module):
     def __init__(self, dim: int, depth: int, num_heads: int, window: Tuple[int, int, int]):
         super().__init__()
         self.residual_group = BasicLayer(dim, depth, num_heads, window)
-        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.conv = Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x [B, C, T, H, W] -> same shape."""
@@ -179,7 +178,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, c, h, w = x.shape
@@ -199,12 +198,12 @@ class SwinFusion(nn.Module):
                  num_heads: Sequence[int] = (8, 8, 8, 8), window: Tuple[int, int, int] = WINDOW):
         super().__init__()
         self.window = window
-        self.conv_first = nn.Conv2d(dim, dim, 3, 1, 1)
-        self.conv_first_feat = nn.Conv2d(64, dim, 3, 1, 1)
+        self.conv_first = Conv2d(dim, dim, 3, 1, 1)
+        self.conv_first_feat = Conv2d(64, dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(dim)
         self.layers = nn.ModuleList([RSTB(dim, depth, heads, window) for depth, heads in zip(depths, num_heads)])
-        self.norm = nn.LayerNorm(dim)
-        self.conv_after_body = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.norm = LayerNorm(dim)
+        self.conv_after_body = Conv2d(dim, dim, 3, 1, 1)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(frames)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..nn.layers import DepthConvBlock, ResBlock, subpel_conv
+from ..nn.ops import Conv2d
 from ..nn.resample import flow_warp, upsample2x
 from .motion import OffsetDiversity
 from .temporal_context import CH_1X, CH_2X, CH_4X, Contexts, FeatureExtractor, MultiScaleContextFusion
@@ -26,12 +27,12 @@ class AugmentUnit(nn.Module):
     def __init__(self, in_ch: int, it_ch: int, out_ch: int):
         super().__init__()
         self.activate = nn.LeakyReLU()
-        self.conv0 = nn.Conv2d(in_ch, it_ch, 3, stride=2, padding=1)
-        self.conv1 = nn.Conv2d(it_ch, it_ch * 2, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(it_ch * 2, it_ch * 4, 3, stride=1, padding=1)
+        self.conv0 = Conv2d(in_ch, it_ch, 3, stride=2, padding=1)
+        self.conv1 = Conv2d(it_ch, it_ch * 2, 3, stride=2, padding=1)
+        self.conv2 = Conv2d(it_ch * 2, it_ch * 4, 3, stride=1, padding=1)
         self.up2 = subpel_conv(it_ch * 4, it_ch * 2, 2)
         self.up1 = subpel_conv(it_ch * 3, it_ch, 2)
-        self.up0 = nn.Conv2d(it_ch + in_ch, out_ch, 3, padding=1)
+        self.up0 = Conv2d(it_ch + in_ch, out_ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The published unit activates in place, so its skip connection carries the
@@ -68,7 +69,7 @@ class MFCA(nn.Module):
 
     def __init__(self, iter_num: int = 2):
         super().__init__()
-        self.texture_adaptor = nn.Conv2d(CH_1X, CH_4X, 3, stride=1, padding=1)
+        self.texture_adaptor = Conv2d(CH_1X, CH_4X, 3, stride=1, padding=1)
         self.feature_extractor = FeatureExtractor()
         self.up2 = nn.Sequential(subpel_conv(CH_4X, CH_2X, 2, kernel_size=3), ResBlock(CH_2X))
         self.up1 = nn.Sequential(subpel_conv(CH_2X, CH_1X, 2, kernel_size=3), ResBlock(CH_1X))

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..nn.resample import flow_warp, upsample2x
+from ..nn.ops import Conv2d, sigmoid, tanh
+from ..nn.resample import average_pool2x, flow_warp, upsample2x
 
 
 class SpyNetLevel(nn.Module):
@@ -14,11 +14,11 @@ class SpyNetLevel(nn.Module):
     def __init__(self):
         super().__init__()
         self.relu = nn.ReLU()
-        self.conv1 = nn.Conv2d(8, 32, 7, 1, padding=3)
-        self.conv2 = nn.Conv2d(32, 64, 7, 1, padding=3)
-        self.conv3 = nn.Conv2d(64, 32, 7, 1, padding=3)
-        self.conv4 = nn.Conv2d(32, 16, 7, 1, padding=3)
-        self.conv5 = nn.Conv2d(16, 2, 7, 1, padding=3)
+        self.conv1 = Conv2d(8, 32, 7, 1, padding=3)
+        self.conv2 = Conv2d(32, 64, 7, 1, padding=3)
+        self.conv3 = Conv2d(64, 32, 7, 1, padding=3)
+        self.conv4 = Conv2d(32, 16, 7, 1, padding=3)
+        self.conv5 = Conv2d(16, 2, 7, 1, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
@@ -39,8 +39,8 @@ class SpyNet(nn.Module):
         """Flow [N, 2, H, W] that warps `reference` onto `frame`."""
         frames, references = [frame], [reference]
         for _ in range(self.levels - 1):
-            frames.append(F.avg_pool2d(frames[-1], kernel_size=2, stride=2))
-            references.append(F.avg_pool2d(references[-1], kernel_size=2, stride=2))
+            frames.append(average_pool2x(frames[-1]))
+            references.append(average_pool2x(references[-1]))
         coarsest = references[-1]
         flow = torch.zeros([frame.shape[0], 2, coarsest.shape[2] // 2, coarsest.shape[3] // 2],
                            dtype=frame.dtype, device=frame.device)
@@ -65,20 +65,20 @@ class OffsetDiversity(nn.Module):
         self.group_num = group_num
         self.max_residue_magnitude = max_residue_magnitude
         self.conv_offset = nn.Sequential(
-            nn.Conv2d(aux_feature_num, hidden, 3, 2, 1),
+            Conv2d(aux_feature_num, hidden, 3, 2, 1),
             nn.LeakyReLU(negative_slope=0.1),
-            nn.Conv2d(hidden, hidden, 3, 1, 1),
+            Conv2d(hidden, hidden, 3, 1, 1),
             nn.LeakyReLU(negative_slope=0.1),
-            nn.Conv2d(hidden, 3 * group_num * offset_num, 3, 1, 1),
+            Conv2d(hidden, 3 * group_num * offset_num, 3, 1, 1),
         )
-        self.fusion = nn.Conv2d(in_channel * offset_num, in_channel, 1, 1, groups=group_num)
+        self.fusion = Conv2d(in_channel * offset_num, in_channel, 1, 1, groups=group_num)
 
     def forward(self, x: torch.Tensor, aux_feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         o1, o2, mask = torch.chunk(upsample2x(self.conv_offset(aux_feature)), 3, dim=1)
-        offsets = self.max_residue_magnitude * torch.tanh(torch.cat((o1, o2), dim=1))
+        offsets = self.max_residue_magnitude * tanh(torch.cat((o1, o2), dim=1))
         offsets = offsets + flow.repeat(1, self.group_num * self.offset_num, 1, 1)
         copies = b * self.group_num * self.offset_num
         x = x.view(b * self.group_num, c // self.group_num, h, w).repeat(self.offset_num, 1, 1, 1)
-        x = flow_warp(x, offsets.view(copies, 2, h, w)) * torch.sigmoid(mask).view(copies, 1, h, w)
+        x = flow_warp(x, offsets.view(copies, 2, h, w)) * sigmoid(mask).view(copies, 1, h, w)
         return self.fusion(x.view(b, c * self.offset_num, h, w))

@@ -14,9 +14,12 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
+from ..numerics import Numerics, current, in_mode_dtype
+from ..numerics.constants import log_spaced
+
 FINE_LEVELS = 64
 
-_LEVELS: Dict[int, Tuple[weakref.ref, tuple, torch.Tensor]] = {}  # id(anchors) -> (anchors, state, levels)
+_LEVELS: Dict[tuple, Tuple[weakref.ref, tuple, torch.Tensor]] = {}  # (id(anchors), mode) -> (anchors, state, levels)
 
 
 @dataclass(frozen=True)
@@ -56,21 +59,28 @@ class Rate:
             return fine_levels(anchors)[self.index]
         if self.index >= anchors.shape[0]:
             raise ValueError(f"checkpoint q anchor {self.index} is out of range 0..{anchors.shape[0] - 1}")
-        return anchors.reshape(-1)[self.index]
+        return in_mode_dtype(anchors.reshape(-1)[self.index])
 
 
 def fine_levels(anchors: torch.Tensor) -> torch.Tensor:
     """The 64 fine levels [64] log-interpolated between the first and the last of `anchors`.
 
-    Computed in numpy float32 arithmetic, as the published models do (so that every coded symbol is
-    bit-identical), once per anchors tensor and again only when its values or storage change.
+    Float mode computes them in numpy float32 arithmetic, as the published models do (so that every
+    coded symbol is bit-identical); portable mode in decimal arithmetic, in float64 (the same on
+    every machine). Computed once per anchors tensor and mode, and again only when its values or
+    storage change.
     """
-    state = (anchors._version, anchors.data_ptr())
-    remembered = _LEVELS.get(id(anchors))
+    mode = current()
+    state = (anchors._version, anchors.data_ptr(), mode)
+    remembered = _LEVELS.get((id(anchors), mode))
     if remembered is not None and remembered[0]() is anchors and remembered[1] == state:
         return remembered[2]
     values = anchors.detach().reshape(-1).cpu().numpy().astype(np.float32)
-    levels = np.exp(np.linspace(np.log(values[0]), np.log(values[-1]), FINE_LEVELS))
-    levels = torch.from_numpy(np.asarray(levels, dtype=np.float32)).to(anchors.device)
-    _LEVELS[id(anchors)] = (weakref.ref(anchors), state, levels)
+    if mode is Numerics.PORTABLE:
+        levels = torch.tensor(log_spaced(float(values[0]), float(values[-1]), FINE_LEVELS), dtype=torch.float64)
+    else:
+        levels = np.exp(np.linspace(np.log(values[0]), np.log(values[-1]), FINE_LEVELS))
+        levels = torch.from_numpy(np.asarray(levels, dtype=np.float32))
+    levels = levels.to(anchors.device)
+    _LEVELS[(id(anchors), mode)] = (weakref.ref(anchors), state, levels)
     return levels

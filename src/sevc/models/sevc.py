@@ -11,6 +11,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
+from ..nn.ops import Conv2d
 from ..nn.padding import FRAME_MULTIPLE, LATENT_STRIDE, crop, pad_to_multiple, padded_size
 from ..nn.resample import imresize
 from .base_layer import BaseLayerCodec
@@ -56,8 +57,8 @@ class SEVC(nn.Module):
         self.ILP = MFCA(iter_num=2)
         self.latent_ILP = SpatialGuidedLatentPrior()
         self.EL_codec = EnhancementLayerCodec(anchor_num, ec_thread, stream_part)
-        self.feature_adaptor_I = nn.Conv2d(3, CH_1X, 3, stride=1, padding=1)
-        self.feature_adaptor = nn.ModuleList([nn.Conv2d(CH_1X, CH_1X, 1) for _ in range(3)])
+        self.feature_adaptor_I = Conv2d(3, CH_1X, 3, stride=1, padding=1)
+        self.feature_adaptor = nn.ModuleList([Conv2d(CH_1X, CH_1X, 1) for _ in range(3)])
 
     def update(self, force: bool = False) -> None:
         """Build both layers' entropy coders (needed before compress / decompress)."""

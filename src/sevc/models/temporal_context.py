@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..nn.layers import ResBlock, UNet, subpel_conv
+from ..nn.ops import Conv2d
 
 CH_1X, CH_2X, CH_4X, CH_8X, CH_16X = 48, 64, 96, 96, 128
 FEATURE_ADAPTOR_FOR_INDEX = (0, 1, 0, 2)  # hierarchical quality: frame_index % 4 -> adaptor
@@ -30,11 +31,11 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(CH_1X, CH_1X, 3, stride=1, padding=1)
+        self.conv1 = Conv2d(CH_1X, CH_1X, 3, stride=1, padding=1)
         self.res_block1 = ResBlock(CH_1X)
-        self.conv2 = nn.Conv2d(CH_1X, CH_2X, 3, stride=2, padding=1)
+        self.conv2 = Conv2d(CH_1X, CH_2X, 3, stride=2, padding=1)
         self.res_block2 = ResBlock(CH_2X)
-        self.conv3 = nn.Conv2d(CH_2X, CH_4X, 3, stride=2, padding=1)
+        self.conv3 = Conv2d(CH_2X, CH_4X, 3, stride=2, padding=1)
         self.res_block3 = ResBlock(CH_4X)
 
     def forward(self, feature: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -51,13 +52,13 @@ class MultiScaleContextFusion(nn.Module):
         super().__init__()
         self.conv3_up = subpel_conv(CH_4X, CH_2X, 2, kernel_size=3)
         self.res_block3_up = ResBlock(CH_2X)
-        self.conv3_out = nn.Conv2d(CH_4X, CH_4X, 3, padding=1)
+        self.conv3_out = Conv2d(CH_4X, CH_4X, 3, padding=1)
         self.res_block3_out = ResBlock(CH_4X)
         self.conv2_up = subpel_conv(CH_2X * 2, CH_1X, 2, kernel_size=3)
         self.res_block2_up = ResBlock(CH_1X)
-        self.conv2_out = nn.Conv2d(CH_2X * 2, CH_2X, 3, padding=1)
+        self.conv2_out = Conv2d(CH_2X * 2, CH_2X, 3, padding=1)
         self.res_block2_out = ResBlock(CH_2X)
-        self.conv1_out = nn.Conv2d(CH_1X * 2, CH_1X, 3, padding=1)
+        self.conv1_out = Conv2d(CH_1X * 2, CH_1X, 3, padding=1)
         self.res_block1_out = ResBlock(CH_1X)
 
     def forward(self, context1: torch.Tensor, context2: torch.Tensor, context3: torch.Tensor) -> Contexts:
@@ -75,12 +76,12 @@ class ContextualEncoder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(CH_1X + 3, CH_2X, 3, stride=2, padding=1)
+        self.conv1 = Conv2d(CH_1X + 3, CH_2X, 3, stride=2, padding=1)
         self.res1 = ResBlock(CH_2X * 2, bottleneck=True, slope=0.1, end_with_relu=True)
-        self.conv2 = nn.Conv2d(CH_2X * 2, CH_4X, 3, stride=2, padding=1)
+        self.conv2 = Conv2d(CH_2X * 2, CH_4X, 3, stride=2, padding=1)
         self.res2 = ResBlock(CH_4X * 2, bottleneck=True, slope=0.1, end_with_relu=True)
-        self.conv3 = nn.Conv2d(CH_4X * 2, CH_8X, 3, stride=2, padding=1)
-        self.conv4 = nn.Conv2d(CH_8X, CH_16X, 3, stride=2, padding=1)
+        self.conv3 = Conv2d(CH_4X * 2, CH_8X, 3, stride=2, padding=1)
+        self.conv4 = Conv2d(CH_8X, CH_16X, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor, context1: torch.Tensor, context2: torch.Tensor, context3: torch.Tensor,
                 q_enc: torch.Tensor) -> torch.Tensor:
@@ -114,10 +115,10 @@ class ReconGeneration(nn.Module):
 
     def __init__(self, ctx_channel: int = CH_1X, res_channel: int = 32):
         super().__init__()
-        self.first_conv = nn.Conv2d(ctx_channel + res_channel, CH_1X, 3, stride=1, padding=1)
+        self.first_conv = Conv2d(ctx_channel + res_channel, CH_1X, 3, stride=1, padding=1)
         self.unet_1 = UNet(CH_1X, CH_1X)
         self.unet_2 = UNet(CH_1X, CH_1X)
-        self.recon_conv = nn.Conv2d(CH_1X, 3, 3, stride=1, padding=1)
+        self.recon_conv = Conv2d(CH_1X, 3, 3, stride=1, padding=1)
 
     def forward(self, ctx: torch.Tensor, res: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feature = self.unet_2(self.unet_1(self.first_conv(torch.cat((ctx, res), dim=1))))

@@ -8,19 +8,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1)
+from .ops import Conv2d
 
 
-def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, kernel_size=1, stride=stride)
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> Conv2d:
+    return Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> Conv2d:
+    return Conv2d(in_ch, out_ch, kernel_size=1, stride=stride)
 
 
 def subpel_conv(in_ch: int, out_ch: int, r: int = 2, kernel_size: int = 1) -> nn.Sequential:
     """Convolution to out_ch * r^2 channels then pixel shuffle: x r upsampling."""
     return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch * r ** 2, kernel_size=kernel_size, padding=kernel_size // 2),
+        Conv2d(in_ch, out_ch * r ** 2, kernel_size=kernel_size, padding=kernel_size // 2),
         nn.PixelShuffle(r),
     )
 
@@ -66,9 +68,9 @@ class ResBlock(nn.Module):
         super().__init__()
         mid = channel // 2 if bottleneck else channel
         self.first_layer = nn.LeakyReLU(negative_slope=slope)
-        self.conv1 = nn.Conv2d(channel, mid, 3, padding=1)
+        self.conv1 = Conv2d(channel, mid, 3, padding=1)
         self.relu = nn.LeakyReLU(negative_slope=slope)
-        self.conv2 = nn.Conv2d(mid, channel, 3, padding=1)
+        self.conv2 = Conv2d(mid, channel, 3, padding=1)
         self.last_layer = self.relu if end_with_relu else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,16 +85,16 @@ class DepthConv(nn.Module):
                  slope: float = 0.01):
         super().__init__()
         self.conv1 = nn.Sequential(
-            nn.Conv2d(in_ch, in_ch, 1, stride=stride),
+            Conv2d(in_ch, in_ch, 1, stride=stride),
             nn.LeakyReLU(negative_slope=slope),
         )
-        self.depth_conv = nn.Conv2d(in_ch, in_ch, depth_kernel, padding=depth_kernel // 2, groups=in_ch)
-        self.conv2 = nn.Conv2d(in_ch, out_ch, 1)
+        self.depth_conv = Conv2d(in_ch, in_ch, depth_kernel, padding=depth_kernel // 2, groups=in_ch)
+        self.conv2 = Conv2d(in_ch, out_ch, 1)
         self.adaptor = None
         if stride != 1:
-            self.adaptor = nn.Conv2d(in_ch, out_ch, 2, stride=2)
+            self.adaptor = Conv2d(in_ch, out_ch, 2, stride=2)
         elif in_ch != out_ch:
-            self.adaptor = nn.Conv2d(in_ch, out_ch, 1)
+            self.adaptor = Conv2d(in_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = self.adaptor(x) if self.adaptor is not None else x
@@ -106,9 +108,9 @@ class ConvFFN(nn.Module):
         super().__init__()
         hidden = max(min(in_ch * 4, 1024), in_ch * 2)
         self.conv = nn.Sequential(
-            nn.Conv2d(in_ch, hidden, 1),
+            Conv2d(in_ch, hidden, 1),
             nn.LeakyReLU(negative_slope=slope),
-            nn.Conv2d(hidden, in_ch, 1),
+            Conv2d(hidden, in_ch, 1),
             nn.LeakyReLU(negative_slope=slope),
         )
 
@@ -122,8 +124,8 @@ class GatedConvFFN(nn.Module):
     def __init__(self, in_ch: int):
         super().__init__()
         hidden = in_ch * 2
-        self.conv = nn.Conv2d(in_ch, hidden * 2, 1)
-        self.conv_out = nn.Conv2d(hidden, in_ch, 1)
+        self.conv = Conv2d(in_ch, hidden * 2, 1)
+        self.conv_out = Conv2d(hidden, in_ch, 1)
         self.relu = nn.LeakyReLU(negative_slope=0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,76 @@
+"""Numerics modes: how the models' arithmetic is carried out.
+
+- `Numerics.FLOAT`: the published models' float arithmetic (float32, PyTorch's kernels). Fast,
+  and what the official checkpoints were evaluated with, but its results depend on the kernels
+  that ran (summation order, vector width, libm), so a stream may not decode on another machine.
+- `Numerics.PORTABLE`: every value the decoder recomputes is bit-identical on every CPU and GPU.
+  Tensors are float64; every sum whose order a kernel may choose (convolutions, matrix products,
+  normalization statistics, softmax) is exact because its terms are fixed-point numbers whose
+  partial sums fit in float64's 53-bit significand (`sevc.numerics.exact`); every elementwise
+  function is a fixed sequence of correctly rounded IEEE-754 operations (+, -, *, /, sqrt,
+  rounding, comparisons; `sevc.numerics.functions`), never a libm transcendental; resampling and
+  warping are explicit formulas evaluated in a fixed order; entropy-model table indexes come from
+  comparisons with precomputed thresholds.
+
+The mode is a context, like `torch.no_grad()`: `with numerics(Numerics.PORTABLE): ...`. The
+models read it in every numerics-dependent operation (`sevc.nn.ops`, `sevc.nn.resample`, the
+entropy models); `VideoCodec` sets it from its `numerics` argument or the stream's header.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from enum import IntEnum
+from typing import Iterator
+
+import torch
+
+
+class Numerics(IntEnum):
+    """A numerics mode; its value is what the sevc container's header records."""
+
+    FLOAT = 0
+    PORTABLE = 1
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the models compute in."""
+        return torch.float64 if self is Numerics.PORTABLE else torch.float32
+
+    @classmethod
+    def named(cls, name: str) -> "Numerics":
+        """The mode called `name` ('float' or 'portable')."""
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown numerics mode {name!r} (float or portable)") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_CURRENT: contextvars.ContextVar[Numerics] = contextvars.ContextVar("sevc_numerics", default=Numerics.FLOAT)
+
+
+def current() -> Numerics:
+    """The numerics mode in effect."""
+    return _CURRENT.get()
+
+
+def is_portable() -> bool:
+    return _CURRENT.get() is Numerics.PORTABLE
+
+
+def in_mode_dtype(x: torch.Tensor) -> torch.Tensor:
+    """x in float64 in portable mode, as it is in float mode."""
+    return x.to(torch.float64) if is_portable() else x
+
+
+@contextlib.contextmanager
+def numerics(mode: Numerics) -> Iterator[Numerics]:
+    """Run the block in numerics mode `mode`."""
+    token = _CURRENT.set(Numerics(mode))
+    try:
+        yield Numerics(mode)
+    finally:
+        _CURRENT.reset(token)
