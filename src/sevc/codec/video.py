@@ -15,7 +15,7 @@ from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC
 from ..nn.padding import crop
-from ..numerics import Numerics
+from ..numerics import Numerics, in_mode_dtype
 from ..numerics import numerics as numerics_mode
 from .schedule import FrameSchedule, FrameStep, Mode
 
@@ -67,10 +67,6 @@ class VideoCodec:
         self.schedule = schedule
         self.numerics = Numerics(numerics)
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        """A frame as the numerics mode codes it."""
-        return x.to(torch.float64) if self.numerics is Numerics.PORTABLE else x
-
     def _run(self, items: Iterable[Item], mode: Mode, code_intra: Callable[[Item], Tuple[Buffers, Result]],
              code_inter: Callable[[Item, Buffers, int], Tuple[Buffers, Result]]
              ) -> Iterator[Tuple[Item, FrameStep, Buffers, Result]]:
@@ -117,13 +113,13 @@ class VideoCodec:
 
         def intra(x: torch.Tensor) -> Tuple[Buffers, torch.Tensor]:
             with precision:
-                coded = self.i_frame(IntraNoAR.pad_frame(self._input(x)), rate=i_rate)
+                coded = self.i_frame(IntraNoAR.pad_frame(in_mode_dtype(x)), rate=i_rate)
                 buffers = self.p_frame.buffers_after_intra(coded.state)
             return clamped(buffers), coded.bits
 
         def inter(x: torch.Tensor, buffers: Buffers, frame_index: int) -> Tuple[Buffers, torch.Tensor]:
             with precision:
-                coded = self.p_frame(self._input(x), buffers, rate=p_rate, frame_index=frame_index)
+                coded = self.p_frame(in_mode_dtype(x), buffers, rate=p_rate, frame_index=frame_index)
             return clamped(coded.state), coded.bits
 
         for x, step, buffers, bits in self._run(frames, Mode.TEST, intra, inter):
@@ -135,11 +131,11 @@ class VideoCodec:
         """Encode frames [1, 3, H, W] in [0, 1] at `rate`; fast: the base layer only."""
 
         def intra(x: torch.Tensor) -> Tuple[Buffers, Tuple[bytes, ...]]:
-            coded = self.i_frame.compress(IntraNoAR.pad_frame(self._input(x)), rate=rate)
+            coded = self.i_frame.compress(IntraNoAR.pad_frame(in_mode_dtype(x)), rate=rate)
             return self.p_frame.buffers_after_intra(coded.state, base_only=fast), coded.payloads
 
         def inter(x: torch.Tensor, buffers: Buffers, frame_index: int) -> Tuple[Buffers, Tuple[bytes, ...]]:
-            x = self._input(x)
+            x = in_mode_dtype(x)
             if fast:
                 coded = self.p_frame.compress_base(x, buffers.base, rate=rate, frame_index=frame_index)
                 return Buffers(coded.state, None), coded.payloads

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..numerics import Numerics, current, functions
+from ..numerics import Numerics, functions, is_portable
 from ..numerics.constants import log_spaced
 from .bit_estimator import CDF_HIGH, TAIL_SEARCH
 from .coder import CdfTables, EntropyCoder, TablesPerMode, pmf_to_cdf_tables
@@ -59,7 +59,7 @@ class ScaleTableModel:
 
     def _cdf(self, x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """The distribution's CDF at x for `scales` (broadcast), in the current numerics mode."""
-        if current() is Numerics.FLOAT:
+        if not is_portable():
             return self._dist(torch.zeros_like(scales), scales).cdf(x)
         if self.distribution == "gaussian":
             return functions.normal_cdf(x / scales)
@@ -68,7 +68,7 @@ class ScaleTableModel:
 
     def _build_tables(self) -> CdfTables:
         """The tables of the current numerics mode (float mode: as the published models build them)."""
-        table = self.portable_scale_table if current() is Numerics.PORTABLE else self.scale_table
+        table = self.portable_scale_table if is_portable() else self.scale_table
         center = torch.zeros_like(table) + 50
         scales = torch.zeros_like(center) + table
         for i in TAIL_SEARCH:
@@ -85,7 +85,7 @@ class ScaleTableModel:
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """Table index (0..255, int32) of each scale: the nearest table scale at or below it; -1
         for a NaN or infinite scale (what a corrupted stream decodes to), which the coder refuses."""
-        if current() is Numerics.PORTABLE:
+        if is_portable():
             bounds = self.portable_scale_table[1:].to(scales.device)
             indexes = torch.bucketize(scales.to(torch.float64), bounds, right=True).to(scales.dtype)
         else:
