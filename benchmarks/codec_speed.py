@@ -1,15 +1,22 @@
-"""Speed of the whole codec (not a test): frames per second of the test path, encoding,
-full decoding and skim decoding, at one frame size.
+"""Speed of the whole codec (not a test): ms per frame of the test path, encoding, full decoding
+and skim decoding at one frame size, in each arithmetic asked for, side by side, with the peak
+GPU memory of each measurement and the speed-up over the first arithmetic.
 
-Uses the official checkpoints if they are in ckpt/, else stand-in weights (speed does not
-depend on the weights' values, only the rate does, a little). Frames are the bundled clip,
-tiled to the size. Run:  python benchmarks/codec_speed.py --width 1920 --height 1080 --cuda
+Arithmetics: fp32 (the published float32), bf16 / fp16 (mixed precision, torch.autocast) and
+portable (sevc's bit-exact float64 numerics). `--profile N` then prints, for the first
+arithmetic, the N operations that take the most time (GPU time with --cuda) over one encode and
+one full decode of the frames (torch.profiler), to see where the time goes. Uses the official checkpoints if they are in ckpt/,
+else stand-in weights (speed does not depend on the weights' values, only the rate does, a
+little). Frames are the bundled clip, tiled to the size. Run, e.g.:
+
+    python benchmarks/codec_speed.py --width 1920 --height 1080 --cuda --arithmetic fp32 bf16 fp16
 """
 from __future__ import annotations
 
 import argparse
 import os
 import time
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -18,23 +25,77 @@ from sevc.codec.video import VideoCodec
 from sevc.io.frames import read_png_folder
 from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from sevc.models import Rate
-from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, default_checkpoint, load_models, stand_in_models
+from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models, stand_in_models
+from sevc.numerics import Numerics, Precision
+
+ARITHMETICS = ("fp32", "bf16", "fp16", "portable")
+MEASURES = ("test path", "encode", "decode full", "decode skim")
+GIB = 2 ** 30
 
 
-def clip(width: int, height: int, frames: int, device) -> list:
+def clip(width: int, height: int, frames: int, device: torch.device) -> List[torch.Tensor]:
+    """`frames` frames [1, 3, height, width]: the bundled clip's frames, tiled and cropped."""
     sample = list(read_png_folder(SAMPLE_CLIP, *SAMPLE_SIZE))
     tiles = (-(-height // SAMPLE_SIZE[1]), -(-width // SAMPLE_SIZE[0]))
     return [sample[k % len(sample)].repeat(1, 1, *tiles)[..., :height, :width].to(device) for k in range(frames)]
 
 
-def timed(device, fn) -> float:
-    if device.type == "cuda":
+def measured(device: torch.device, fn: Callable[[], object]) -> Tuple[float, Optional[float]]:
+    """(seconds fn takes, peak GPU memory in GiB while it ran; None on a CPU)."""
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     fn()
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return seconds, torch.cuda.max_memory_allocated(device) / GIB if cuda else None
+
+
+def codec_for(models: Models, arithmetic: str) -> VideoCodec:
+    if arithmetic == "portable":
+        return VideoCodec(*models, numerics=Numerics.PORTABLE)
+    return VideoCodec(*models, precision=Precision.named(arithmetic))
+
+
+def measure(codec: VideoCodec, frames: List[torch.Tensor], rate: Rate,
+            device: torch.device) -> Tuple[Dict[str, Tuple[float, Optional[float]]], bool]:
+    """({measure: (seconds, peak GiB)} over the frames, after a two-frame warm-up; whether the
+    decoder's full and skim frames equal the encoder's reconstructions)."""
+    height, width = frames[0].shape[2:]
+    list(codec.evaluate(frames[:2], i_rate=rate))
+    coded, decoded = [], []
+    results = {"test path": measured(device, lambda: list(codec.evaluate(frames, i_rate=rate))),
+               "encode": measured(device, lambda: coded.extend(codec.encode(frames, rate=rate)))}
+    payloads = [frame.payloads for frame in coded]
+    results["decode full"] = measured(device, lambda: decoded.extend(codec.decode(payloads, height, width, rate=rate)))
+    results["decode skim"] = measured(device, lambda: list(codec.decode(payloads, height, width, rate=rate,
+                                                                        base_only=True)))
+    exact = all(torch.equal(ours.full, theirs.full) and torch.equal(ours.skim, theirs.skim)
+                for ours, theirs in zip(decoded, coded))
+    return results, exact
+
+
+def profile(codec: VideoCodec, frames: List[torch.Tensor], rate: Rate, device: torch.device, rows: int) -> str:
+    """torch.profiler's table of the `rows` costliest operations of one encode and one full decode."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    height, width = frames[0].shape[2:]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profiler(activities=activities) as run:
+        payloads = [frame.payloads for frame in codec.encode(frames, rate=rate)]
+        list(codec.decode(payloads, height, width, rate=rate))
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return run.key_averages().table(sort_by=key, row_limit=rows)
+
+
+def cell(seconds: float, peak: Optional[float], frames: int, reference: float) -> str:
+    """'ms/frame [peak GiB] speed-up' of one measurement."""
+    memory = "" if peak is None else f" {peak:5.1f} GiB"
+    return f"{seconds / frames * 1000:9.1f}{memory} {reference / seconds:5.2f}x"
 
 
 def main() -> None:
@@ -44,28 +105,34 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5, help="1 I-frame + P-frames")
     parser.add_argument("-q", type=int, default=32)
     parser.add_argument("--cuda", action="store_true")
+    parser.add_argument("--arithmetic", nargs="+", choices=ARITHMETICS, default=["fp32"],
+                        help="columns, side by side (half precision is slow on most CPUs)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print the N costliest operations of the first arithmetic")
     args = parser.parse_args()
     deterministic()
     device = torch.device("cuda" if args.cuda else "cpu")
     paths = [default_checkpoint(name) for name in (I_FRAME_CKPT, P_FRAME_CKPT)]
     models = load_models(*paths, device=device) if all(map(os.path.isfile, paths)) else stand_in_models(0, device)
-    codec = VideoCodec(*models)
     frames = clip(args.width, args.height, args.frames, device)
     rate = Rate.level(args.q)
-    list(codec.evaluate(frames[:2], i_rate=rate))  # warm-up
-    coded = []
-    seconds = {
-        "test path": timed(device, lambda: list(codec.evaluate(frames, i_rate=rate))),
-        "encode": timed(device, lambda: coded.extend(codec.encode(frames, rate=rate))),
-    }
-    payloads = [c.payloads for c in coded]
-    seconds["decode full"] = timed(device, lambda: list(codec.decode(payloads, args.height, args.width, rate=rate)))
-    seconds["decode skim"] = timed(device, lambda: list(codec.decode(payloads, args.height, args.width, rate=rate,
-                                                                     base_only=True)))
+    table, exact = {}, {}
+    for arithmetic in args.arithmetic:
+        table[arithmetic], exact[arithmetic] = measure(codec_for(models, arithmetic), frames, rate, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread"
-    print(f"{args.width}x{args.height}, {args.frames} frames (1 I + {args.frames - 1} P), q {args.q}, {name}")
-    for what, value in seconds.items():
-        print(f"  {what:12s} {args.frames / value:7.2f} frames/s  ({value / args.frames * 1000:8.1f} ms/frame)")
+    unit = "ms/frame, peak GPU memory, speed-up" if args.cuda else "ms/frame, speed-up"
+    print(f"{args.width}x{args.height}, {args.frames} frames (1 I + {args.frames - 1} P), q {args.q}, {name} "
+          f"({unit} over {args.arithmetic[0]})")
+    width = len(cell(1.0, 0.0 if args.cuda else None, 1, 1.0))
+    print(" " * 12 + "".join(f"{arithmetic:>{width + 2}s}" for arithmetic in args.arithmetic))
+    for what in MEASURES:
+        reference = table[args.arithmetic[0]][what][0]
+        print(f"{what:12s}" + "".join("  " + cell(*table[arithmetic][what], args.frames, reference)
+                                      for arithmetic in args.arithmetic))
+    print("decoded frames equal the encoder's: " + ", ".join(f"{arithmetic} {'yes' if same else 'NO'}"
+                                                             for arithmetic, same in exact.items()))
+    if args.profile:
+        print(profile(codec_for(models, args.arithmetic[0]), frames, rate, device, args.profile))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
-"""Shared test set-up: one CPU thread, the reference fixtures and their stand-in weights."""
+"""Shared test set-up: one CPU thread, the reference fixtures and their stand-in weights.
+
+SEVC_TEST_DEVICE=cuda runs the whole-sequence fixture tests (tests/test_sequences.py) and the
+committed portable stream's test on that device; everything else runs on the CPU.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,7 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = Path(__file__).resolve().parent / "data" / "clips"
+DEVICE = torch.device(os.environ.get("SEVC_TEST_DEVICE", "cpu"))
 
 
 def stand_in_model(model, which: str, seed: int):

@@ -15,7 +15,6 @@ from conftest import assert_close, assert_rel_close, case_frames, stand_in_model
 from reference import CASES, FIXTURES, ModuleRecords, case_info, codec_rate, manifest, path_rate
 
 
-
 def intra_model(seed: int) -> IntraNoAR:
     return stand_in_model(IntraNoAR(), "i_frame", seed)
 

@@ -13,7 +13,6 @@ from conftest import assert_close, stand_in_model
 from reference import ModuleRecords, case_info, manifest
 
 
-
 def test_state_dict_keys_and_shapes_match_official_checkpoint():
     ours = [(k, list(v.shape)) for k, v in SEVC().state_dict().items()]
     assert ours == [(k, shape) for k, shape, _ in manifest("p_frame")]

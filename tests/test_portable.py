@@ -25,7 +25,7 @@ from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from sevc.models import SEVC, IntraNoAR, Rate
 from sevc.numerics import Numerics, exact, functions
 
-from conftest import CLI_CASE, assert_clear_error, case_frames, cli, model_args, stand_in_model
+from conftest import CLI_CASE, DEVICE, assert_clear_error, case_frames, cli, model_args, stand_in_model
 from reference import FIXTURES, case_info, path_rate
 
 HERE = Path(__file__).resolve().parent
@@ -162,14 +162,14 @@ def _decoded_hashes(models, path: Path):
     codec = VideoCodec(*models, stream.header.schedule, stream.header.numerics)
     frames = list(stream.frames())
     decoded = list(codec.decode(frames, stream.header.height, stream.header.width, rate=stream.header.rate))
-    return [{"full": hashlib.sha256(f.full.numpy().tobytes()).hexdigest(),
-             "skim": hashlib.sha256(f.skim.numpy().tobytes()).hexdigest()} for f in decoded]
+    return [{"full": hashlib.sha256(f.full.cpu().numpy().tobytes()).hexdigest(),
+             "skim": hashlib.sha256(f.skim.cpu().numpy().tobytes()).hexdigest()} for f in decoded]
 
 
 def test_the_committed_stream_decodes_to_the_committed_hashes():
     """Made once on the development machine (make_portable_stream.py); every machine that runs
     the tests must decode it to the same frames, bit for bit."""
-    models = [stand_in_model(IntraNoAR(), "i_frame", 0), stand_in_model(SEVC(), "p_frame", 0)]
+    models = [stand_in_model(IntraNoAR(), "i_frame", 0).to(DEVICE), stand_in_model(SEVC(), "p_frame", 0).to(DEVICE)]
     for model in models:
         model.update(force=True)
     expected = json.loads(STREAM.with_suffix(".json").read_text())

@@ -3,19 +3,26 @@ training runs with AMP, the transforms compile without changing the checkpoint l
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 
 import pytest
 import torch
 
-from sevc.cli import evaluate
+from sevc.cli import decode, encode, evaluate
+from sevc.codec.bitstream import open_stream
 from sevc.cli.common import deterministic
 from sevc.codec.video import VideoCodec
 from sevc.models import Rate
 from sevc.models.loading import compile_transforms
 from sevc.models.rate import fine_levels
+from sevc.errors import BitstreamError
+from sevc.numerics import Numerics, Precision
 
-from conftest import CLI_CASE, CLIPS, REPO, cli, model_args, fresh_models
+from conftest import CLI_CASE, CLIPS, REPO, assert_clear_error, cli, model_args, fresh_models
 from reference import FIXTURES
+
+PORTABLE_STREAM = REPO / "tests" / "data" / "portable" / "carphone.sevc"
 
 
 def test_deterministic_setup_turns_tf32_off():
@@ -48,7 +55,7 @@ def float32_results(clip):
 def test_test_path_in_half_precision(clip, float32_results, dtype, how):
     models = fresh_models()
     if how == "autocast":
-        results = list(VideoCodec(*models).evaluate(clip, i_rate=Rate.of_anchor(1), autocast=dtype))
+        results = list(VideoCodec(*models, precision=Precision.FP16).evaluate(clip, i_rate=Rate.of_anchor(1)))
     else:
         half = [model.to(dtype) for model in models]
         results = list(VideoCodec(*half).evaluate([x.to(dtype) for x in clip], i_rate=Rate.of_anchor(1)))
@@ -58,10 +65,7 @@ def test_test_path_in_half_precision(clip, float32_results, dtype, how):
 
 
 def test_test_py_precision_flag(ckpt, tmp_path, capsys):
-    from PIL import Image
-
-    (tmp_path / "seq").mkdir()
-    Image.open(FIXTURES / CLI_CASE / "frames" / "im00001.png").crop((0, 0, 64, 64)).save(tmp_path / "seq" / "im00001.png")
+    _crop_frame(tmp_path / "seq")
     config = {"root_path": str(tmp_path), "test_classes": {"crops": {"test": 1, "base_path": ".", "src_type": "png",
               "sequences": {"seq": {"width": 64, "height": 64, "frames": 1, "gop": -1}}}}}
     (tmp_path / "c.json").write_text(json.dumps(config))
@@ -105,3 +109,53 @@ def test_a_transform_compiles_with_inductor():
         fusion.compile()
         results = fusion(*inputs)
     assert all((a - b).abs().max() < 1e-4 for a, b in zip(results, expected))
+
+
+def test_mixed_precision_encoding_decodes_to_the_encoders_frames(clip):
+    codec = VideoCodec(*fresh_models(), precision=Precision.BF16)
+    encoded = list(codec.encode(clip, rate=Rate.level(30)))
+    decoded = list(codec.decode([frame.payloads for frame in encoded], 64, 64, rate=Rate.level(30)))
+    for ours, theirs in zip(decoded, encoded):
+        assert ours.full.dtype == torch.float32 and torch.equal(ours.full, theirs.full)
+        assert torch.equal(ours.skim, theirs.skim)
+
+
+def _crop_frame(folder):
+    """A one-frame 64x64 PNG sequence in `folder` (half precision is slow on CPUs: small frames)."""
+    from PIL import Image
+
+    folder.mkdir()
+    Image.open(FIXTURES / CLI_CASE / "frames" / "im00001.png").crop((0, 0, 64, 64)).save(folder / "im00001.png")
+    return folder
+
+
+def test_the_stream_records_its_precision_and_the_decoder_follows(ckpt, tmp_path, capsys):
+    frames = ["-i", _crop_frame(tmp_path / "seq"), "--width", 64, "--height", 64]
+    status, out, err = cli(encode.main, [*frames, "-q", 20, "-b", tmp_path / "s.sevc", "--precision", "bf16",
+                                         *model_args(ckpt)], capsys)
+    assert status == 0, err
+    assert "float numerics, bf16" in out
+    header = open_stream(tmp_path / "s.sevc").header
+    assert (header.numerics, header.precision) == (Numerics.FLOAT, Precision.BF16)
+    encoded_psnr = out.split(" bpp, ")[1].split(" dB")[0]
+    status, out, err = cli(decode.main, [*frames[:2], "-b", tmp_path / "s.sevc", "-o", tmp_path / "out",
+                                         *model_args(ckpt)], capsys)
+    assert status == 0, err
+    assert "float numerics, bf16" in out and f"{encoded_psnr} dB PSNR" in out
+
+
+def test_precisions_the_stream_cannot_carry_are_refused(ckpt, tmp_path, capsys):
+    args = ["-i", FIXTURES / CLI_CASE / "frames", "--width", 128, "--height", 128, "-q", 20, "-f", 1,
+            *model_args(ckpt)]
+    assert_clear_error(cli(encode.main, [*args, "-b", tmp_path / "o", "--format", "official", "--precision", "fp16"],
+                           capsys), "always float, fp32")
+    assert_clear_error(cli(encode.main, [*args, "-b", tmp_path / "s.sevc", "--numerics", "portable",
+                                         "--precision", "bf16"], capsys), "float64")
+    stream = bytearray(PORTABLE_STREAM.read_bytes())
+    for flags, message in ((0b110, "precision 3"), (0b010, "portable stream with a float precision"),
+                           (0b1000, "unknown stream flags")):
+        stream[5] = flags  # the flags byte, CRC recomputed
+        stream[36:40] = struct.pack(">I", zlib.crc32(bytes(stream[:36])))
+        (tmp_path / "x.sevc").write_bytes(bytes(stream))
+        with pytest.raises(BitstreamError, match=message):
+            open_stream(tmp_path / "x.sevc")

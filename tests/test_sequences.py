@@ -13,15 +13,15 @@ from sevc.models.sevc import SEVC
 from sevc.codec.schedule import FrameSchedule
 from sevc.codec.video import VideoCodec
 
-from conftest import assert_close, assert_rel_close, case_frames, stand_in_model
+from conftest import DEVICE, assert_close, assert_rel_close, case_frames, stand_in_model
 from reference import CASES, FIXTURES, case_info, codec_rate, path_rate
 
 NEAR_TIE = 1e-4  # in scale-table steps
 
 
 def video_codec(seed: int) -> VideoCodec:
-    i_frame = stand_in_model(IntraNoAR(), "i_frame", seed)
-    p_frame = stand_in_model(SEVC(), "p_frame", seed)
+    i_frame = stand_in_model(IntraNoAR(), "i_frame", seed).to(DEVICE)
+    p_frame = stand_in_model(SEVC(), "p_frame", seed).to(DEVICE)
     i_frame.update(force=True)
     p_frame.update(force=True)
     return VideoCodec(i_frame, p_frame, FrameSchedule(intra_period=-1, refresh_interval=32))
@@ -30,7 +30,7 @@ def video_codec(seed: int) -> VideoCodec:
 @pytest.fixture(scope="module", params=CASES)
 def case(request):
     info = case_info(request.param)
-    return request.param, info, case_frames(request.param), video_codec(info["seed"])
+    return request.param, info, [x.to(DEVICE) for x in case_frames(request.param)], video_codec(info["seed"])
 
 
 def test_test_path_all_frames(case):
@@ -58,7 +58,15 @@ def _hashes(coded):
 def test_codec_path_payloads_and_decoding(case, mode, monkeypatch):
     name, info, frames, codec = case
     fast = mode == "fast"
+    h, w = info["height"], info["width"]
     coded = list(codec.encode(frames, rate=codec_rate(info), fast=fast))
+    ours_decoded = list(codec.decode([f.payloads for f in coded], h, w, rate=codec_rate(info), fast=fast))
+    for enc, dec in zip(coded, ours_decoded):
+        assert torch.equal(dec.skim, enc.skim)
+        assert fast or torch.equal(dec.full, enc.full)
+    if DEVICE.type != "cpu":
+        return  # the fixtures' payloads are the CPU's: float numerics is machine-bound
+
     expected = info[mode]["payload_sha256"]
     ours = _hashes(coded)
     if ours != expected:
@@ -69,24 +77,20 @@ def test_codec_path_payloads_and_decoding(case, mode, monkeypatch):
             patch.setattr(ScaleTableModel, "indexes", _round_near_ties_up)
             other = _hashes(codec.encode(frames, rate=codec_rate(info), fast=fast))
         for k, (a, b, want) in enumerate(zip(ours, other, expected)):
-            for part, (x, y, w) in enumerate(zip(a, b, want)):
-                assert w in (x, y), f"frame {k} part {part}: payload differs from the published one"
-    assert [len(f.payloads) for f in coded] == [len(h) for h in expected]
+            for part, (mine, near_tie, published) in enumerate(zip(a, b, want)):
+                assert published in (mine, near_tie), f"frame {k} part {part}: payload differs from the published one"
+    assert [len(f.payloads) for f in coded] == [len(parts) for parts in expected]
 
-    # decode the published payloads (the fixture files) and our own
-    published = [[(FIXTURES / name / mode / f"frame{k:03d}_part{j}.bin").read_bytes() for j in range(len(h))]
-                 for k, h in enumerate(expected)]
-    h, w = info["height"], info["width"]
-    ours_decoded = list(codec.decode([f.payloads for f in coded], h, w, rate=codec_rate(info), fast=fast))
+    # our decoded frames and the published payloads' equal the published decoder's
     skim = np.load(FIXTURES / name / mode / "decoded_skim.npy")
     full = np.load(FIXTURES / name / mode / "decoded_full.npy") if not fast else None
-    for k, (enc, dec) in enumerate(zip(coded, ours_decoded)):
-        assert torch.equal(dec.skim, enc.skim)
+    for k, dec in enumerate(ours_decoded):
         assert_close(dec.skim[0], skim[k])
         if not fast:
-            assert torch.equal(dec.full, enc.full)
             assert_close(dec.full[0], full[k])
-    if _hashes(coded) == expected or fast:
+    if ours == expected or fast:
+        published = [[(FIXTURES / name / mode / f"frame{k:03d}_part{j}.bin").read_bytes() for j in range(len(parts))]
+                     for k, parts in enumerate(expected)]
         decoded = list(codec.decode(published, h, w, rate=codec_rate(info), fast=fast))
         for k, dec in enumerate(decoded):
             assert_close(dec.skim[0], skim[k])

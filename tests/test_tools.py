@@ -18,7 +18,6 @@ from conftest import assert_clear_error, cli, model_args
 from reference import FIXTURES, case_info
 
 
-
 @pytest.fixture(scope="module")
 def streams(ckpt, tmp_path_factory):
     """The case encoded once in each format (full) and once fast, by encoder.py, in float numerics

@@ -9,7 +9,6 @@ MAX_PIXELS = 8192 * 4320     # the largest frame area
 MAX_FRAMES = 1_000_000       # the most frames one stream holds (over 9 hours at 30 frames/s)
 
 
-
 def check_frame_size(width: int, height: int) -> None:
     """Raise LimitError unless width x height is a frame size sevc codes."""
     if width < MIN_SIDE or height < MIN_SIDE:

@@ -20,6 +20,7 @@ from ..eval.metrics import psnr
 from ..io.frames import read_frames
 from ..io.outputs import check_folder_path
 from ..models.loading import load_models
+from ..numerics import describe
 from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, check_model_args,
                      deterministic, devices, run, source_type)
 
@@ -67,7 +68,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             bar.update()
     layers = " and ".join(decoded_layers(header, args.skim))
     quality = f", {sum(psnrs) / len(psnrs):.2f} dB PSNR" if psnrs else ""
-    print(f"decoded {header.frame_count} frames ({stream.kind} stream, {header.numerics} numerics, {layers}) of "
+    print(f"decoded {header.frame_count} frames ({stream.kind} stream, {describe(header.numerics, header.precision)}, "
+          f"{layers}) of "
           f"{header.width}x{header.height}{quality} -> {Path(args.output_path)}")
     return 0
 

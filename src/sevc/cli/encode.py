@@ -2,15 +2,16 @@
 
 `--format sevc` (default) writes one file, the scalable sevc container (see `sevc.codec.bitstream`),
 by default in portable numerics (it decodes bit-exactly on any machine; `--numerics float` keeps the
-published arithmetic); `--format official` the published folder layout (headers.bin, 0.bin, ...),
-always in float numerics.
+published arithmetic, and `--precision bf16|fp16` runs it in mixed precision, which the stream
+records); `--format official` the published folder layout (headers.bin, 0.bin, ...), always in
+float numerics at fp32.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from tqdm import tqdm
 
@@ -21,7 +22,7 @@ from ..io.frames import available_frames, read_frames
 from ..limits import MAX_FRAMES, check_frame_size
 from ..models.loading import load_models
 from ..models.rate import FINE_LEVELS
-from ..numerics import Numerics
+from ..numerics import Numerics, Precision, describe
 from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, check_model_args,
                      deterministic, devices, run, source_type, str2bool)
 
@@ -42,6 +43,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics],
                         help="arithmetic: portable (decodes bit-exactly on any CPU or GPU; the sevc default) or "
                              "float (the published models'; the only one of --format official)")
+    parser.add_argument("--precision", choices=[str(p) for p in Precision], default="fp32",
+                        help="float numerics only: fp32 (the published arithmetic) or bf16 / fp16 mixed precision "
+                             "(faster on GPUs; the decoder follows the stream); implies --numerics float")
     add_overwrite_arg(parser)
     return parser.parse_args(argv)
 
@@ -62,14 +66,19 @@ def _frame_count(args: argparse.Namespace) -> int:
     return min(available, MAX_FRAMES) if args.frames == -1 else args.frames
 
 
-def numerics_of(args: argparse.Namespace) -> Numerics:
-    """The numerics mode to encode in: --numerics, else portable for sevc streams and float for official ones."""
+def arithmetic_of(args: argparse.Namespace) -> Tuple[Numerics, Precision]:
+    """The numerics mode and precision to encode in: --numerics, else portable for sevc streams at
+    fp32 and float otherwise (official streams, or a mixed --precision)."""
+    precision = Precision.named(args.precision)
     if args.format == "official":
-        if args.numerics not in (None, "float"):
-            raise SevcError("--format official records no numerics mode and is always float; "
-                            "drop --numerics portable or use --format sevc")
-        return Numerics.FLOAT
-    return Numerics.named(args.numerics or "portable")
+        if args.numerics not in (None, "float") or precision is not Precision.FP32:
+            raise SevcError("--format official records no numerics mode or precision and is always float, fp32; "
+                            "drop --numerics / --precision or use --format sevc")
+        return Numerics.FLOAT, precision
+    mode = Numerics.named(args.numerics or ("portable" if precision is Precision.FP32 else "float"))
+    if mode is Numerics.PORTABLE and precision is not Precision.FP32:
+        raise SevcError("--numerics portable computes in float64: --precision applies to float numerics")
+    return mode, precision
 
 
 def summary(stats: List[FrameStats], pixels: int) -> str:
@@ -89,14 +98,14 @@ def frame_status(stats: FrameStats, pixels: int) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     frame_count = _frame_count(args)
-    mode = numerics_of(args)
+    mode, precision = arithmetic_of(args)
     bin_path = Path(args.bin_path or ("out_bin" if args.format == "official" else "out.sevc"))
     check_stream_path(bin_path, args.format, args.overwrite, [args.input_path])
     deterministic(mode)
     models = load_models(args.i_frame_model_path, args.p_frame_model_path, devices(args.cuda)[0], args.ec_thread,
                          args.stream_part_i, args.stream_part_p)
     header = StreamHeader(args.width, args.height, args.qp, args.ip, args.refresh_interval, args.fast, frame_count,
-                          models.weights_id, mode)
+                          models.weights_id, mode, precision)
     sources = read_frames(args.input_path, source_type(args), args.width, args.height, frame_count,
                           args.yuv_matrix, args.yuv_range)
     pixels = args.width * args.height
@@ -106,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             stats.append(frame)
             bar.set_postfix_str(frame_status(frame, pixels))
             bar.update()
-    print(f"encoded {frame_count} frames of {args.width}x{args.height} at q {args.qp}, {mode} numerics"
+    print(f"encoded {frame_count} frames of {args.width}x{args.height} at q {args.qp}, {describe(mode, precision)}"
           f"{' (fast: base layer only)' if args.fast else ''}: {summary(stats, pixels)} -> {bin_path}")
     return 0
 

@@ -17,10 +17,10 @@ from typing import Dict, List, Optional, Tuple
 from tqdm import tqdm
 
 from ..errors import SevcError
-from ..eval.evaluation import PRECISIONS, Job, evaluate_sequence, load_test_config, rates_to_test
+from ..eval.evaluation import Job, evaluate_sequence, load_test_config, rates_to_test
 from ..io.outputs import atomic_file, check_file_path, is_json_object
 from ..models.loading import anchor_count, compile_transforms, load_models
-from ..numerics import Numerics
+from ..numerics import Numerics, Precision
 from .common import ArgumentParser, add_model_args, add_overwrite_arg, check_model_args, deterministic, devices, run
 
 _MODELS = None  # (i_frame, p_frame) of this process
@@ -36,7 +36,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--worker", "-w", type=int, default=1, help="worker processes")
     parser.add_argument("--output_path", type=str, required=True, help="result JSON")
     parser.add_argument("--ratio", type=float, default=4.0, help="base-layer downsampling ratio (SEVC: 4)")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+    parser.add_argument("--precision", choices=[str(p) for p in Precision], default="fp32",
                         help="fp32 (the published numbers), or fp16 / bf16 mixed precision (torch.autocast)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models' transforms (speed)")
     parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="float",
@@ -60,7 +60,8 @@ def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> N
 def _run_job(job: Job, args: argparse.Namespace) -> Tuple[Job, Optional[Dict], Optional[str]]:
     try:
         return job, evaluate_sequence(_MODELS, job, refresh_interval=args.refresh_interval,
-                                      autocast=PRECISIONS[args.precision], numerics=Numerics.named(args.numerics)), None
+                                      numerics=Numerics.named(args.numerics),
+                                      precision=Precision.named(args.precision)), None
     except (SevcError, ValueError, OSError, RuntimeError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc)
 

@@ -2,8 +2,9 @@
 
 **sevc container, version 2** (all integers big-endian)::
 
-    header   magic "SEVC" | version u8 | flags u8 (bit 0: fast, base layer only) | numerics u8
-             | width u32 | height u32 | q_index u8 (0..63) | intra_period i32 (<= 0: first frame only)
+    header   magic "SEVC" | version u8 | flags u8 (bit 0: fast, base layer only; bits 1-2: precision)
+             | numerics u8 | width u32 | height u32 | q_index u8 (0..63)
+             | intra_period i32 (<= 0: first frame only)
              | refresh_interval u32 | frame_count u32 | weights_id 8 bytes | crc32 u32 (of the header)
     packets  type u8 (1 intra, 2 base layer, 3 enhancement layer) | length u32 | payload | crc32 u32
 
@@ -12,11 +13,12 @@ an enhancement packet. A packet's CRC-32 covers its type, length and payload and
 the CRC of the packet before it (the first packet's from the header's): a packet is valid only
 after its own header and in its own place. `numerics` names the arithmetic the stream was coded
 with (`sevc.numerics.Numerics`: 0 float, the published models' arithmetic; 1 portable, the same
-bits on every machine); a decoder refuses a mode it does not know. `weights_id` identifies the
-weights (see
-`sevc.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame sizes and
-counts are limited (`sevc.limits`) and checked before anything is decoded; frames are read one at
-a time, and skim decoding seeks past enhancement payloads without reading them.
+bits on every machine) and `precision` the precision of float numerics (`sevc.numerics.Precision`:
+0 fp32, 1 bf16, 2 fp16 mixed precision; always 0 in portable numerics); a decoder refuses a mode,
+a precision or a flag it does not know. `weights_id` identifies the weights (see
+`sevc.models.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame
+sizes and counts are limited (`sevc.limits`) and checked before anything is decoded; frames are
+read one at a time, and skim decoding seeks past enhancement payloads without reading them.
 
 **official layout** (what the published encoder.py writes): a folder with `headers.bin`
 (intra_period i32, height u32, width u32, q_index u32, fast u32) and one file `N.bin` per frame
@@ -38,7 +40,7 @@ from typing import BinaryIO, Iterator, List, Sequence, Tuple
 from ..errors import BitstreamError
 from ..limits import LimitError, check_frame_count, check_frame_size
 from ..models.rate import FINE_LEVELS, Rate
-from ..numerics import Numerics
+from ..numerics import Numerics, Precision
 from .schedule import FrameSchedule
 
 MAGIC = b"SEVC"
@@ -51,6 +53,8 @@ _LENGTH = struct.Struct(">I")
 OFFICIAL_HEADER_FILE = "headers.bin"
 OFFICIAL_FRAME = re.compile(r"(0|[1-9][0-9]*)\.bin")
 _FAST = 1
+_PRECISION_SHIFT = 1
+_PRECISION_BITS = 0b110
 
 
 class Packet(IntEnum):
@@ -77,6 +81,7 @@ class StreamHeader:
     frame_count: int = 1
     weights_id: bytes = bytes(8)
     numerics: Numerics = Numerics.FLOAT
+    precision: Precision = Precision.FP32
 
     @property
     def schedule(self) -> FrameSchedule:
@@ -112,6 +117,10 @@ class StreamHeader:
             known = ", ".join(f"{mode.value} ({mode})" for mode in Numerics)
             raise BitstreamError(f"the stream uses numerics mode {self.numerics}, which this decoder does not know "
                                  f"(it knows {known})")
+        if self.precision not in set(Precision):
+            raise BitstreamError(f"the stream uses precision {self.precision}, which this decoder does not know")
+        if self.numerics == Numerics.PORTABLE and self.precision != Precision.FP32:
+            raise BitstreamError("invalid stream header: a portable stream with a float precision")
 
 
 Frame = List[bytes]  # a frame's payloads: [intra] or [base] or [base, enhancement]
@@ -122,7 +131,8 @@ def _crc(data: bytes, previous: int = 0) -> int:
 
 
 def _pack_header(header: StreamHeader) -> bytes:
-    data = _HEADER.pack(MAGIC, VERSION, _FAST if header.fast else 0, header.numerics, header.width, header.height,
+    flags = (_FAST if header.fast else 0) | header.precision << _PRECISION_SHIFT
+    data = _HEADER.pack(MAGIC, VERSION, flags, header.numerics, header.width, header.height,
                         header.q_index, header.intra_period, header.refresh_interval, header.frame_count,
                         header.weights_id)
     return data + _CRC.pack(_crc(data))
@@ -161,8 +171,8 @@ class OfficialWriter:
 
     def __init__(self, folder: str | os.PathLike, header: StreamHeader):
         header.validate()
-        if header.numerics is not Numerics.FLOAT:
-            raise ValueError("the published layout records no numerics mode: it is always float")
+        if header.numerics is not Numerics.FLOAT or header.precision is not Precision.FP32:
+            raise ValueError("the published layout records no numerics mode or precision: it is always float, fp32")
         self.folder = Path(folder)
         self.header = header
         self.frame_count = 0
@@ -224,12 +234,13 @@ class SevcStream(Stream):
         (crc,) = _CRC.unpack(_read_exactly(file, _CRC.size, "the header"))
         if crc != _crc(data):
             raise BitstreamError("stream header is corrupted (CRC mismatch)")
-        if flags & ~_FAST:
+        if flags & ~(_FAST | _PRECISION_BITS):
             raise BitstreamError(f"unknown stream flags {flags:#x}")
+        precision = (flags & _PRECISION_BITS) >> _PRECISION_SHIFT
         header = StreamHeader(width, height, q_index, intra_period, refresh, bool(flags & _FAST), count, weights_id,
-                              numerics)
+                              numerics, precision)
         header.validate()
-        header.numerics = Numerics(numerics)
+        header.numerics, header.precision = Numerics(numerics), Precision(precision)
         return header, crc
 
     def frames(self) -> Iterator[Frame]:

@@ -68,7 +68,7 @@ def encode_file(models: Models, sources: Iterable[torch.Tensor], header: StreamH
     """Encode `header.frame_count` frames [1, 3, H, W] in [0, 1] as `header` says into a stream at
     `path` (see `open_writer`); yields each frame's statistics as it is written. The stream
     appears when the last frame is in."""
-    codec = VideoCodec(*models, header.schedule, header.numerics)
+    codec = VideoCodec(*models, header.schedule, header.numerics, header.precision)
     with open_writer(path, header, fmt, overwrite, inputs) as writer:
         originals, frames = itertools.tee(x.to(models.device) for x in sources)
         for x, frame in zip(originals, codec.encode(frames, rate=header.rate, fast=header.fast)):
@@ -85,7 +85,7 @@ def decode_stream(models: Models, stream: Stream, skim: bool = False) -> Iterato
     if stream.kind == "sevc" and header.weights_id != models.weights_id:
         raise CheckpointError("the stream was encoded with other weights than these checkpoints "
                               f"(stream {header.weights_id.hex()}, checkpoints {models.weights_id.hex()})")
-    codec = VideoCodec(*models, header.schedule, header.numerics)
+    codec = VideoCodec(*models, header.schedule, header.numerics, header.precision)
     sizes: List[int] = []
 
     def payloads() -> Iterator[Frame]:

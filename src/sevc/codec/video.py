@@ -3,7 +3,6 @@ three modes of the published scripts — estimated bits (`evaluate`, test.py), e
 and decoding (`decode`; full, fast-mode streams, or the base layer only of a full stream)."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
@@ -15,7 +14,7 @@ from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC
 from ..nn.padding import crop
-from ..numerics import Numerics, in_mode_dtype
+from ..numerics import Numerics, Precision, in_mode_dtype
 from ..numerics import numerics as numerics_mode
 from .schedule import FrameSchedule, FrameStep, Mode
 
@@ -55,17 +54,26 @@ class DecodedFrame:
     skim: torch.Tensor
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 if it is in a narrower float type (mixed precision), else as it is."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 class VideoCodec:
     """SEVC over a sequence, frame by frame as the schedule says, in numerics mode `numerics`
     (see `sevc.numerics`; portable mode codes frames in float64, and its reconstructions are
-    float64)."""
+    float64) and, in float numerics, at `precision` (bf16 / fp16: the models run under
+    torch.autocast, the entropy models' likelihoods in float32; reconstructions are float32)."""
 
     def __init__(self, i_frame: IntraNoAR, p_frame: SEVC, schedule: FrameSchedule = FrameSchedule(),
-                 numerics: Numerics = Numerics.FLOAT):
+                 numerics: Numerics = Numerics.FLOAT, precision: Precision = Precision.FP32):
         self.i_frame = i_frame
         self.p_frame = p_frame
         self.schedule = schedule
         self.numerics = Numerics(numerics)
+        self.precision = Precision(precision)
+        if self.numerics is Numerics.PORTABLE and self.precision is not Precision.FP32:
+            raise ValueError("portable numerics computes in float64; a precision applies to float numerics")
 
     def _run(self, items: Iterable[Item], mode: Mode, code_intra: Callable[[Item], Tuple[Buffers, Result]],
              code_inter: Callable[[Item, Buffers, int], Tuple[Buffers, Result]]
@@ -74,7 +82,7 @@ class VideoCodec:
         code_inter(item, buffers, frame_index) for P-frames (buffers refreshed where due)."""
         buffers: Optional[Buffers] = None
         for item, step in zip(items, self.schedule.steps(mode)):
-            with numerics_mode(self.numerics):
+            with numerics_mode(self.numerics), self.precision.autocast(self.i_frame.device.type):
                 if step.intra:
                     buffers, result = code_intra(item)
                 else:
@@ -84,42 +92,36 @@ class VideoCodec:
 
     def _skim(self, buffers: Buffers, height: int, width: int) -> torch.Tensor:
         ratio = self.p_frame.ratio
-        return crop(buffers.base.frame, height // ratio, width // ratio).clamp(0, 1)
+        return at_least_float32(crop(buffers.base.frame, height // ratio, width // ratio).clamp(0, 1))
 
     @staticmethod
     def _full(buffers: Buffers, height: int, width: int) -> Optional[torch.Tensor]:
         if buffers.enhancement is None:
             return None
-        return crop(buffers.enhancement.frame, height, width).clamp(0, 1)
+        return at_least_float32(crop(buffers.enhancement.frame, height, width).clamp(0, 1))
 
     @torch.no_grad()
-    def evaluate(self, frames: Iterable[torch.Tensor], *, i_rate: Rate, p_rate: Optional[Rate] = None,
-                 autocast: Optional[torch.dtype] = None) -> Iterator[EvaluatedFrame]:
+    def evaluate(self, frames: Iterable[torch.Tensor], *, i_rate: Rate,
+                 p_rate: Optional[Rate] = None) -> Iterator[EvaluatedFrame]:
         """Test path (estimated bits) over frames [1, 3, H, W] in [0, 1]; P-frames at `p_rate`
-        (default: `i_rate`); with `autocast` (torch.float16 or torch.bfloat16) the models run in
-        mixed precision (torch.autocast), the entropy models' likelihoods in float32.
+        (default: `i_rate`).
 
         As in the published test script, the enhancement reconstruction is clamped to [0, 1] in
         the buffer, so the next frame refers to the clamped frame (while the base layer's
         reference after an I-frame is downsampled before the clamp).
         """
         p_rate = p_rate or i_rate
-        precision = (torch.autocast(self.i_frame.device.type, dtype=autocast) if autocast is not None
-                     else contextlib.nullcontext())
 
         def clamped(buffers: Buffers) -> Buffers:
             return replace(buffers, enhancement=replace(buffers.enhancement,
                                                         frame=buffers.enhancement.frame.clamp(0, 1)))
 
         def intra(x: torch.Tensor) -> Tuple[Buffers, torch.Tensor]:
-            with precision:
-                coded = self.i_frame(IntraNoAR.pad_frame(in_mode_dtype(x)), rate=i_rate)
-                buffers = self.p_frame.buffers_after_intra(coded.state)
-            return clamped(buffers), coded.bits
+            coded = self.i_frame(IntraNoAR.pad_frame(in_mode_dtype(x)), rate=i_rate)
+            return clamped(self.p_frame.buffers_after_intra(coded.state)), coded.bits
 
         def inter(x: torch.Tensor, buffers: Buffers, frame_index: int) -> Tuple[Buffers, torch.Tensor]:
-            with precision:
-                coded = self.p_frame(in_mode_dtype(x), buffers, rate=p_rate, frame_index=frame_index)
+            coded = self.p_frame(in_mode_dtype(x), buffers, rate=p_rate, frame_index=frame_index)
             return clamped(coded.state), coded.bits
 
         for x, step, buffers, bits in self._run(frames, Mode.TEST, intra, inter):

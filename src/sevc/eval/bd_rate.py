@@ -41,8 +41,6 @@ Results = Dict[str, Dict[str, Dict[str, dict]]]
 Outcome = Union[float, str]  # a sequence's BD-rate in percent, or why it is not comparable
 
 
-
-
 def _shown(value: object) -> str:
     """`value` as a user sees it in a JSON file, shortened."""
     if isinstance(value, (dict, list)):

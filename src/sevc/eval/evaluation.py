@@ -30,7 +30,7 @@ from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, read_frames
 from ..limits import LimitError, check_frame_count, check_frame_size
 from ..models.loading import Models
 from ..models.rate import FINE_LEVELS, Rate
-from ..numerics import Numerics
+from ..numerics import Numerics, Precision
 from .metrics import msssim, psnr, sequence_record
 
 
@@ -138,22 +138,19 @@ def load_test_config(path: str | os.PathLike) -> List[ConfigSequence]:
     return sequences
 
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # test.py --precision: autocast dtype
-
-
-def evaluate_sequence(models: Models, job: Job, *, refresh_interval: int = 32, autocast: Optional[torch.dtype] = None,
-                      numerics: Numerics = Numerics.FLOAT) -> Dict[str, object]:
+def evaluate_sequence(models: Models, job: Job, *, refresh_interval: int = 32, numerics: Numerics = Numerics.FLOAT,
+                      precision: Precision = Precision.FP32) -> Dict[str, object]:
     """test.py's record of one job (see `sevc.eval.metrics.sequence_record`), plus its `test_time`
-    in seconds; `autocast`: mixed precision (see VideoCodec.evaluate); `numerics`: the numerics
-    mode. The per-frame numbers stay on the models' device until the sequence is done."""
+    in seconds, in numerics mode `numerics` at `precision` (see VideoCodec). The per-frame
+    numbers stay on the models' device until the sequence is done."""
     seq = job.sequence
-    codec = VideoCodec(*models, FrameSchedule(seq.gop, refresh_interval), numerics)
+    codec = VideoCodec(*models, FrameSchedule(seq.gop, refresh_interval), numerics, precision)
     sources = (x.to(models.device) for x in read_frames(seq.source, seq.src_type, seq.width, seq.height, seq.frames,
                                                          seq.yuv_matrix, seq.yuv_range))
     originals, frames = itertools.tee(sources)
     start = time.time()
     types, bits, psnrs, msssims = [], [], [], []
-    for x, result in zip(originals, codec.evaluate(frames, i_rate=job.i_rate, p_rate=job.p_rate, autocast=autocast)):
+    for x, result in zip(originals, codec.evaluate(frames, i_rate=job.i_rate, p_rate=job.p_rate)):
         types.append(0 if result.intra else 1)
         bits.append(result.bits)
         psnrs.append(psnr(result.recon, x))

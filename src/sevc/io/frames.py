@@ -22,7 +22,6 @@ COLOR_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}  # (Kr, Kb
 COLOR_RANGES = ("limited", "full")
 
 
-
 def _png_name(folder: Path) -> str:
     """The naming pattern of a PNG folder: 'im{:05d}.png' or 'im{}.png'."""
     if (folder / "im00001.png").is_file():

@@ -23,7 +23,6 @@ from typing import Callable, Iterable, Iterator, List, Mapping, Tuple
 from ..errors import OutputError
 
 
-
 @dataclass(frozen=True)
 class Layout:
     """What sevc writes into an output folder: files (names as regular expressions) and sub-folders."""

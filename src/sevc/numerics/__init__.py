@@ -21,12 +21,28 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from enum import IntEnum
-from typing import Iterator
+from typing import ContextManager, Iterator, Optional
 
 import torch
 
 
-class Numerics(IntEnum):
+class _Named(IntEnum):
+    """An enumeration whose members are called by their lower-case names on command lines."""
+
+    @classmethod
+    def named(cls, name: str):
+        """The member called `name`."""
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            raise ValueError(f"unknown {cls.__name__.lower()} {name!r} "
+                             f"({' or '.join(str(member) for member in cls)})") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class Numerics(_Named):
     """A numerics mode; its value is what the sevc container's header records."""
 
     FLOAT = 0
@@ -37,16 +53,31 @@ class Numerics(IntEnum):
         """The dtype the models compute in."""
         return torch.float64 if self is Numerics.PORTABLE else torch.float32
 
-    @classmethod
-    def named(cls, name: str) -> "Numerics":
-        """The mode called `name` ('float' or 'portable')."""
-        try:
-            return cls[name.upper()]
-        except KeyError:
-            raise ValueError(f"unknown numerics mode {name!r} (float or portable)") from None
 
-    def __str__(self) -> str:
-        return self.name.lower()
+class Precision(_Named):
+    """The precision of float numerics: float32 (the published arithmetic) or mixed precision
+    (torch.autocast in bfloat16 / float16; the entropy models' likelihoods stay float32). Its
+    value is what the sevc container's header records (flags bits 1-2). Portable numerics has
+    no precision but its own (float64)."""
+
+    FP32 = 0
+    BF16 = 1
+    FP16 = 2
+
+    @property
+    def autocast_dtype(self) -> Optional[torch.dtype]:
+        """The dtype torch.autocast runs the models in (None: no autocast)."""
+        return {Precision.FP32: None, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}[self]
+
+    def autocast(self, device_type: str) -> ContextManager:
+        """A context running the block in this precision on `device_type` ('cpu', 'cuda')."""
+        dtype = self.autocast_dtype
+        return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
+
+
+def describe(mode: Numerics, precision: Precision = Precision.FP32) -> str:
+    """'portable numerics', 'float numerics' or 'float numerics, bf16' (for messages)."""
+    return f"{mode} numerics" + ("" if precision is Precision.FP32 else f", {precision}")
 
 
 _CURRENT: contextvars.ContextVar[Numerics] = contextvars.ContextVar("sevc_numerics", default=Numerics.FLOAT)

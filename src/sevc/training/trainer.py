@@ -44,6 +44,7 @@ from ..io.outputs import atomic_file
 from ..models.checkpoint import load_checkpoint
 from ..models.intra import IntraNoAR
 from ..models.sevc import SEVC
+from ..numerics import Precision
 from .data import ClipDataset, build_dataset
 from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
 from .stages import OBJECTIVES, STAGES, StageModel
@@ -54,14 +55,13 @@ DEFAULTS = {
     "layer_weight": LAYER_WEIGHT, "init": {"i_frame": None, "p_frame": None}, "save_every": 1000,
     "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4, "detach_every": 0, "amp": None,
 }
-AMP = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP = {None: Precision.FP32, "bf16": Precision.BF16, "fp16": Precision.FP16}
 COUNTS = {"sequence_length": 1, "batch_size": 1, "steps": 1, "save_every": 1, "log_every": 1, "anchors": 1,
           "num_workers": 0, "detach_every": 0, "seed": 0}  # integer entries and their smallest value
 MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
 STATE_FILE = "train_state.pt"
 STATE_KEYS = {"step", "optimizer", "scheduler", "scaler", "torch_rng", "stage"}
 LOG_FILE = "log.jsonl"
-
 
 
 def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Dict:
@@ -246,10 +246,10 @@ def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[s
     stage_model = StageModel(config["stage"], *_models(config, output, resume), objective,
                              config["detach_every"]).to(env.device)
     optimizer, scheduler = _optimizer(config, stage_model, state, output / STATE_FILE)
-    scaler = torch.amp.GradScaler(env.device.type, enabled=config["amp"] == "fp16")
+    scaler = torch.amp.GradScaler(env.device.type, enabled=AMP[config["amp"]] is Precision.FP16)
     if state is not None:
         scaler.load_state_dict(state["scaler"])
-    precision = torch.autocast(env.device.type, dtype=AMP[config["amp"]], enabled=config["amp"] is not None)
+    precision = AMP[config["amp"]]
     torch.manual_seed(config["seed"] + env.rank)
     step = 0
     if state is not None:
@@ -278,7 +278,7 @@ def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[s
             for clips in bar:
                 anchor = step % config["anchors"]
                 started = time.time()
-                with precision:
+                with precision.autocast(env.device.type):
                     loss, terms = network(clips.to(env.device), anchor)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
