@@ -1,6 +1,7 @@
 """Speed of the whole codec (not a test): ms per frame of the test path, encoding, full decoding
-and skim decoding at one frame size, in each arithmetic asked for, side by side, with the peak
-GPU memory of each measurement and the speed-up over the first arithmetic.
+and skim decoding at one frame size, over all frames and over the P-frames alone (skim decoding
+still decodes I-frames in full), in each arithmetic asked for, side by side, with the peak GPU
+memory of each measurement and the speed-up over the first arithmetic.
 
 Arithmetics: fp32 (the published float32), bf16 / fp16 (mixed precision, torch.autocast) and
 portable (sevc's bit-exact float64 numerics). `--profile N` then prints, for the first
@@ -16,7 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import torch
 
@@ -31,6 +33,7 @@ from sevc.numerics import Numerics, Precision
 ARITHMETICS = ("fp32", "bf16", "fp16", "portable")
 MEASURES = ("test path", "encode", "decode full", "decode skim")
 GIB = 2 ** 30
+T = TypeVar("T")
 
 
 def clip(width: int, height: int, frames: int, device: torch.device) -> List[torch.Tensor]:
@@ -40,18 +43,36 @@ def clip(width: int, height: int, frames: int, device: torch.device) -> List[tor
     return [sample[k % len(sample)].repeat(1, 1, *tiles)[..., :height, :width].to(device) for k in range(frames)]
 
 
-def measured(device: torch.device, fn: Callable[[], object]) -> Tuple[float, Optional[float]]:
-    """(seconds fn takes, peak GPU memory in GiB while it ran; None on a CPU)."""
+@dataclass
+class Timing:
+    """One measurement: seconds per frame (in coding order; frame 0 is the I-frame) and the peak
+    GPU memory in GiB (None on a CPU)."""
+
+    seconds: List[float]
+    peak: Optional[float]
+
+    def ms(self, frames: slice = slice(None)) -> float:
+        """Mean milliseconds per frame over `frames` (all of them by default)."""
+        chosen = self.seconds[frames]
+        return sum(chosen) / len(chosen) * 1000
+
+
+def timed(device: torch.device, coded: Iterator[T], keep: List[T]) -> Timing:
+    """Time each frame a codec generator yields (the frames are appended to `keep`)."""
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
+    seconds = []
     start = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return seconds, torch.cuda.max_memory_allocated(device) / GIB if cuda else None
+    for frame in coded:
+        if cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        seconds.append(now - start)
+        keep.append(frame)
+        start = now
+    return Timing(seconds, torch.cuda.max_memory_allocated(device) / GIB if cuda else None)
 
 
 def codec_for(models: Models, arithmetic: str) -> VideoCodec:
@@ -61,18 +82,17 @@ def codec_for(models: Models, arithmetic: str) -> VideoCodec:
 
 
 def measure(codec: VideoCodec, frames: List[torch.Tensor], rate: Rate,
-            device: torch.device) -> Tuple[Dict[str, Tuple[float, Optional[float]]], bool]:
-    """({measure: (seconds, peak GiB)} over the frames, after a two-frame warm-up; whether the
-    decoder's full and skim frames equal the encoder's reconstructions)."""
+            device: torch.device) -> Tuple[Dict[str, Timing], bool]:
+    """({measure: timing} over the frames, after a two-frame warm-up; whether the decoder's full
+    and skim frames equal the encoder's reconstructions)."""
     height, width = frames[0].shape[2:]
     list(codec.evaluate(frames[:2], i_rate=rate))
     coded, decoded = [], []
-    results = {"test path": measured(device, lambda: list(codec.evaluate(frames, i_rate=rate))),
-               "encode": measured(device, lambda: coded.extend(codec.encode(frames, rate=rate)))}
+    results = {"test path": timed(device, codec.evaluate(frames, i_rate=rate), []),
+               "encode": timed(device, codec.encode(frames, rate=rate), coded)}
     payloads = [frame.payloads for frame in coded]
-    results["decode full"] = measured(device, lambda: decoded.extend(codec.decode(payloads, height, width, rate=rate)))
-    results["decode skim"] = measured(device, lambda: list(codec.decode(payloads, height, width, rate=rate,
-                                                                        base_only=True)))
+    results["decode full"] = timed(device, codec.decode(payloads, height, width, rate=rate), decoded)
+    results["decode skim"] = timed(device, codec.decode(payloads, height, width, rate=rate, base_only=True), [])
     exact = all(torch.equal(ours.full, theirs.full) and torch.equal(ours.skim, theirs.skim)
                 for ours, theirs in zip(decoded, coded))
     return results, exact
@@ -92,10 +112,10 @@ def profile(codec: VideoCodec, frames: List[torch.Tensor], rate: Rate, device: t
     return run.key_averages().table(sort_by=key, row_limit=rows)
 
 
-def cell(seconds: float, peak: Optional[float], frames: int, reference: float) -> str:
-    """'ms/frame [peak GiB] speed-up' of one measurement."""
-    memory = "" if peak is None else f" {peak:5.1f} GiB"
-    return f"{seconds / frames * 1000:9.1f}{memory} {reference / seconds:5.2f}x"
+def cell(timing: Timing, frames: slice, reference: float) -> str:
+    """'ms/frame [peak GiB] speed-up' of one measurement over `frames`."""
+    memory = "" if timing.peak is None else f" {timing.peak:5.1f} GiB"
+    return f"{timing.ms(frames):9.1f}{memory} {reference / timing.ms(frames):5.2f}x"
 
 
 def main() -> None:
@@ -123,12 +143,13 @@ def main() -> None:
     unit = "ms/frame, peak GPU memory, speed-up" if args.cuda else "ms/frame, speed-up"
     print(f"{args.width}x{args.height}, {args.frames} frames (1 I + {args.frames - 1} P), q {args.q}, {name} "
           f"({unit} over {args.arithmetic[0]})")
-    width = len(cell(1.0, 0.0 if args.cuda else None, 1, 1.0))
-    print(" " * 12 + "".join(f"{arithmetic:>{width + 2}s}" for arithmetic in args.arithmetic))
-    for what in MEASURES:
-        reference = table[args.arithmetic[0]][what][0]
-        print(f"{what:12s}" + "".join("  " + cell(*table[arithmetic][what], args.frames, reference)
-                                      for arithmetic in args.arithmetic))
+    width = len(cell(Timing([1.0], 0.0 if args.cuda else None), slice(None), 1.0))
+    print(" " * 18 + "".join(f"{arithmetic:>{width + 2}s}" for arithmetic in args.arithmetic))
+    for frames_of, label in ((slice(None), "all"), (slice(1, None), "P")):
+        for what in MEASURES:
+            reference = table[args.arithmetic[0]][what].ms(frames_of)
+            print(f"{what + ', ' + label:18s}" + "".join("  " + cell(table[arithmetic][what], frames_of, reference)
+                                                       for arithmetic in args.arithmetic))
     print("decoded frames equal the encoder's: " + ", ".join(f"{arithmetic} {'yes' if same else 'NO'}"
                                                              for arithmetic, same in exact.items()))
     if args.profile:
