@@ -1,5 +1,6 @@
 """Mixed precision, torch.compile and the deterministic set-up: the test path runs in fp16 and bf16,
-training runs with AMP, the transforms compile without changing the checkpoint layout."""
+mixed-precision streams decode to the encoder's frames and record their precision, training runs
+with AMP, the transforms compile without changing the checkpoint layout."""
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ import pytest
 import torch
 
 from sevc.cli import decode, encode, evaluate
-from sevc.codec.bitstream import open_stream
 from sevc.cli.common import deterministic
+from sevc.codec.bitstream import open_stream
 from sevc.codec.video import VideoCodec
+from sevc.errors import BitstreamError
 from sevc.models import Rate
 from sevc.models.loading import compile_transforms
 from sevc.models.rate import fine_levels
-from sevc.errors import BitstreamError
 from sevc.numerics import Numerics, Precision
 
 from conftest import CLI_CASE, CLIPS, REPO, assert_clear_error, cli, model_args, fresh_models
@@ -62,6 +63,15 @@ def test_test_path_in_half_precision(clip, float32_results, dtype, how):
     for result, expected in zip(results, float32_results):
         assert torch.isfinite(result.bits) and abs(result.bits.item() / expected.bits.item() - 1) < 0.1
         assert (result.recon.float() - expected.recon).abs().max() < 0.05
+
+
+def _crop_frame(folder):
+    """A one-frame 64x64 PNG sequence in `folder` (half precision is slow on CPUs: small frames)."""
+    from PIL import Image
+
+    folder.mkdir()
+    Image.open(FIXTURES / CLI_CASE / "frames" / "im00001.png").crop((0, 0, 64, 64)).save(folder / "im00001.png")
+    return folder
 
 
 def test_test_py_precision_flag(ckpt, tmp_path, capsys):
@@ -118,15 +128,6 @@ def test_mixed_precision_encoding_decodes_to_the_encoders_frames(clip):
     for ours, theirs in zip(decoded, encoded):
         assert ours.full.dtype == torch.float32 and torch.equal(ours.full, theirs.full)
         assert torch.equal(ours.skim, theirs.skim)
-
-
-def _crop_frame(folder):
-    """A one-frame 64x64 PNG sequence in `folder` (half precision is slow on CPUs: small frames)."""
-    from PIL import Image
-
-    folder.mkdir()
-    Image.open(FIXTURES / CLI_CASE / "frames" / "im00001.png").crop((0, 0, 64, 64)).save(folder / "im00001.png")
-    return folder
 
 
 def test_the_stream_records_its_precision_and_the_decoder_follows(ckpt, tmp_path, capsys):
