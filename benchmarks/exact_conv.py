@@ -10,7 +10,7 @@ Per layer shape of the models, side by side, in ms (best of --repeats) and as ra
 at each thread count. The inputs are not on any grid (normal values, magnitudes spread over six
 decades across the channels), the weights are on theirs (exact.weight_grid), and every fused result
 is checked against the torch path bit for bit.
-Run:  python benchmarks/exact_conv.py [--threads 1,2] [--repeats 5] [--only depthwise]
+Run:  python benchmarks/exact_conv.py [--threads 1,2] [--repeats 5] [--only dw] [--shrink 1]
 """
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="", help="run only layers whose name contains this ('dw', 'g16', '3x3')")
+    parser.add_argument("--shrink", type=int, default=1, help="divide every layer's height and width by this")
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",")]
 
@@ -66,6 +67,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     cases = []
     for c, o, k, s, h, w, g in SHAPES:
+        h, w = max(h // args.shrink, k), max(w // args.shrink, k)
         if args.only and args.only not in layer_name(c, o, k, s, h, w, g):
             continue
         spread = torch.logspace(-3, 3, c, dtype=torch.float64)[torch.randperm(c, generator=gen)]

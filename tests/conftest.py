@@ -22,6 +22,23 @@ CLIPS = Path(__file__).resolve().parent / "data" / "clips"
 DEVICE = torch.device(os.environ.get("SEVC_TEST_DEVICE", "cpu"))
 
 
+_FIGURES = []
+
+
+@pytest.fixture
+def figures():
+    """figures(line): a measured figure (e.g. portable vs float) for the summary at the end of the
+    run, under "sevc figures" (not printed between the test dots, where it would look like a failure)."""
+    return _FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("sevc figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+
+
 def stand_in_model(model, which: str, seed: int):
     """`model` (eval mode) loaded strictly with the stand-in weights of `which` and `seed`."""
     from sevc.models.checkpoint import load_weights
@@ -98,6 +115,6 @@ def assert_clear_error(result, *fragments) -> None:
 
 def fresh_models():
     """New models with PyTorch's default initialisation (seed 0), in eval mode, coders built."""
-    from sevc.models.loading import stand_in_models
+    from sevc.models.stand_in import stand_in_models
 
     return stand_in_models(0)

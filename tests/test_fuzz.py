@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from sevc.cli import encode
@@ -29,6 +30,7 @@ def _small_clip(folder: Path, frames: int = 2, size: int = 64) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_mutated_streams_fail_cleanly_fast_and_small(ckpt, tmp_path):
     clip = _small_clip(tmp_path / "clip")
     streams = tmp_path / "streams"

@@ -135,6 +135,7 @@ def matrix(tmp_path_factory):
     return {name: json.loads(reports[name].read_text())["results"] for name in names}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip", ["carphone", "odd_size"])
 def test_portable_streams_are_the_same_under_every_kernel_configuration(matrix, clip):
     results = [report[f"{clip}/portable"] for report in matrix.values()]
@@ -143,16 +144,15 @@ def test_portable_streams_are_the_same_under_every_kernel_configuration(matrix, 
     assert all(r["decoder_equals_encoder"] for r in results)
 
 
-def test_float_streams_for_the_record(matrix, capsys):
+@pytest.mark.slow
+def test_float_streams_for_the_record(matrix, figures):
     """Float mode is not portable (not a requirement, the documented contrast): what the last
     configuration made of the others' float streams."""
     names = list(matrix)
-    with capsys.disabled():
-        for clip in ("carphone", "odd_size"):
-            outcomes = matrix[names[-1]][f"{clip}/float"]["other_machine_float_streams"]
-            for index, name in enumerate(names[:-1]):
-                print(f"\nfloat stream of the {name}, decoded with {names[-1]} ({clip}): {outcomes[str(index)]}",
-                      end="")
+    for clip in ("carphone", "odd_size"):
+        outcomes = matrix[names[-1]][f"{clip}/float"]["other_machine_float_streams"]
+        for index, name in enumerate(names[:-1]):
+            figures(f"float stream of the {name}, decoded with {names[-1]} ({clip}): {outcomes[str(index)]}")
     assert all(report[f"{clip}/float"]["decoder_equals_encoder"] for report in matrix.values()
                for clip in ("carphone", "odd_size"))
 
@@ -206,7 +206,7 @@ def _tracking_inputs(case: str):
 
 
 @pytest.mark.parametrize("case", ["case_a", "case_b", "case_c", "bundled clip"])
-def test_portable_tracks_float_on_the_test_path(case, capsys):
+def test_portable_tracks_float_on_the_test_path(case, figures):
     """Per frame: bits within 0.5%, reconstructions within 1/255 (the figures are printed)."""
     seed, frames, rate = _tracking_inputs(case)
     models = [stand_in_model(IntraNoAR(), "i_frame", seed), stand_in_model(SEVC(), "p_frame", seed)]
@@ -214,9 +214,8 @@ def test_portable_tracks_float_on_the_test_path(case, capsys):
     pairs = list(zip(results[Numerics.PORTABLE], results[Numerics.FLOAT]))
     bits = [abs(ours.bits.item() / theirs.bits.item() - 1) for ours, theirs in pairs]
     recon = [(ours.recon.double() - theirs.recon.double()).abs().max().item() for ours, theirs in pairs]
-    with capsys.disabled():
-        print(f"\nportable vs float, {case}: bits within {max(bits):.4%} per frame, "
-              f"reconstructions within {max(recon) * 255:.4f} / 255", end="")
+    figures(f"portable vs float, {case}: bits within {max(bits):.4%} per frame, "
+            f"reconstructions within {max(recon) * 255:.4f} / 255")
     assert max(bits) < 0.005 and max(recon) <= 1 / 255
 
 

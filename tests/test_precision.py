@@ -110,6 +110,7 @@ def test_compiled_transforms_keep_the_layout_and_the_numbers(clip):
         assert (result.recon - reference.recon).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 def test_a_transform_compiles_with_inductor():
     models = fresh_models()
     fusion = models.p_frame.BL_codec.context_fusion_net

@@ -53,7 +53,7 @@ def test_decoder_full_and_skim_from_one_stream(streams, ckpt, tmp_path, capsys):
     for name in ("full.sevc", "official"):
         out = tmp_path / name
         status, stdout, _ = cli(decode.main, ["-b", streams / name, "-o", out, *model_args(ckpt)], capsys)
-        assert status == 0 and "full and skim" in stdout
+        assert status == 0 and "full 128x128 and skim 32x32 frames" in stdout
         # PNG rounding of the fixture's float reconstructions (at most one level off at .5 ties)
         assert np.abs(_pictures(out / "full") * 255 - np.rint(full_fixture * 255)).max() <= 1.0001
         assert np.abs(_pictures(out / "skim") * 255 - np.rint(skim_fixture * 255)).max() <= 1.0001
@@ -62,6 +62,7 @@ def test_decoder_full_and_skim_from_one_stream(streams, ckpt, tmp_path, capsys):
     status, stdout, _ = cli(decode.main, ["-b", streams / "full.sevc", "-o", tmp_path / "skim", "--skim",
                                           *model_args(ckpt)], capsys)
     assert status == 0 and not (tmp_path / "skim" / "full").exists()
+    assert "skim 32x32 frames" in stdout and "128x128" not in stdout
     assert (_pictures(tmp_path / "skim" / "skim") == _pictures(tmp_path / "full.sevc" / "skim")).all()
 
 

@@ -7,22 +7,21 @@ layer's 4x-downsampled video), and with `--yuv` also `OUT/full.yuv` / `OUT/skim.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 import torch
-from tqdm import tqdm
 
-from ..codec.bitstream import StreamHeader, open_stream
+from ..codec.bitstream import Stream, StreamHeader, open_stream
+from ..codec.schedule import DEFAULT_REFRESH_INTERVAL
+from ..errors import SevcError
 from ..codec.files import DECODED_LAYOUT, decode_to_folder, decoded_layers
 from ..eval.metrics import psnr
 from ..io.frames import read_frames
 from ..io.outputs import check_folder_path
-from ..models.loading import load_models
 from ..numerics import describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, check_model_args,
-                     deterministic, devices, run, source_type)
+from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg,
+                     check_model_args, deterministic, devices, models_of, progress, run, source_type, thread_count)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -34,6 +33,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--skim", action="store_true", help="decode only the base layer (4x-downsampled video)")
     parser.add_argument("--yuv", action="store_true", help="also write raw YUV 4:2:0 files (full.yuv, skim.yuv)")
     add_overwrite_arg(parser)
+    add_quiet_arg(parser)
+    parser.set_defaults(refresh_interval=None)
     return parser.parse_args(argv)
 
 
@@ -45,20 +46,35 @@ def _sources(args: argparse.Namespace, header: StreamHeader) -> Optional[Iterato
                             args.yuv_matrix, args.yuv_range))
 
 
+def _open(args: argparse.Namespace) -> Stream:
+    """The stream -b names. --refresh_interval is for official streams (a sevc header records it)."""
+    stream = open_stream(args.bin_path, skip_enhancement=args.skim,
+                         refresh_interval=args.refresh_interval or DEFAULT_REFRESH_INTERVAL)
+    if stream.kind == "sevc" and args.refresh_interval not in (None, stream.header.refresh_interval):
+        raise SevcError(f"{args.bin_path} records refresh interval {stream.header.refresh_interval}; "
+                        "--refresh_interval applies to official streams only, drop it")
+    return stream
+
+
+def _written(header: StreamHeader, skim: bool) -> str:
+    """'full 176x144 and skim 44x36 frames' (the sizes decoding writes)."""
+    sizes = {"full": (header.width, header.height), "skim": (header.width // 4, header.height // 4)}
+    return " and ".join(f"{layer} {sizes[layer][0]}x{sizes[layer][1]}" for layer in decoded_layers(header, skim))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     check_model_args(args)
     check_folder_path(args.output_path, DECODED_LAYOUT, args.overwrite)
-    stream = open_stream(args.bin_path, skip_enhancement=args.skim, refresh_interval=args.refresh_interval)
+    stream = _open(args)
     header = stream.header
-    deterministic(header.numerics)
-    models = load_models(args.i_frame_model_path, args.p_frame_model_path, devices(args.cuda)[0], args.ec_thread,
-                         args.stream_part_i, args.stream_part_p)
+    deterministic(thread_count(args.threads, header.numerics))
+    models = models_of(args, devices(args.cuda)[0])
     sources = _sources(args, header)
     yuv = (args.yuv_matrix, args.yuv_range) if args.yuv else None
     pixels = header.width * header.height
     psnrs: List[float] = []
-    with tqdm(total=header.frame_count, unit="frame", file=sys.stderr) as bar:
+    with progress(header.frame_count, "frame", args.quiet) as bar:
         for frame, size in decode_to_folder(models, stream, args.output_path, args.skim, yuv, args.overwrite):
             status = "" if args.skim else f"{size * 8 / pixels:.4f} bpp"
             if sources is not None and frame.full is not None:
@@ -66,11 +82,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 status += f" {psnrs[-1]:.2f} dB"
             bar.set_postfix_str(status)
             bar.update()
-    layers = " and ".join(decoded_layers(header, args.skim))
     quality = f", {sum(psnrs) / len(psnrs):.2f} dB PSNR" if psnrs else ""
-    print(f"decoded {header.frame_count} frames ({stream.kind} stream, {describe(header.numerics, header.precision)}, "
-          f"{layers}) of "
-          f"{header.width}x{header.height}{quality} -> {Path(args.output_path)}")
+    print(f"decoded {header.frame_count} frames ({stream.kind} stream, {describe(header.numerics, header.precision)})"
+          f"{quality}: {_written(header, args.skim)} frames -> {Path(args.output_path)}")
     return 0
 
 

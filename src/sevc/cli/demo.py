@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import List, Optional
 
+import torch
+
 from ..codec.bitstream import StreamHeader, open_stream
-from ..codec.files import decode_to_folder, encode_file
+from ..codec.files import FrameStats, decode_to_folder, encode_file
 from ..eval.metrics import psnr
 from ..io.frames import count_png_frames, read_png_folder
 from ..io.samples import SAMPLE_CLIP, SAMPLE_SIZE
-from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models, stand_in_models
+from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
+from ..models.stand_in import stand_in_models
 from ..numerics import Numerics
-from .common import ArgumentParser, deterministic, devices, run
+from .common import (ArgumentParser, add_quiet_arg, add_threads_arg, deterministic, devices, progress, run,
+                     thread_count)
 from .encode import summary
 
 
@@ -29,6 +34,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cuda", action="store_true", help="run on GPU")
     parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="portable",
                         help="arithmetic of the stream (default portable: decodes bit-exactly anywhere)")
+    add_threads_arg(parser)
+    add_quiet_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -43,27 +50,49 @@ def _models(ckpt_dir: str, device: str) -> Models:
     return stand_in_models(0, device)
 
 
+def _encode(models: Models, header: StreamHeader, path: Path, quiet: bool) -> List[FrameStats]:
+    """Encode the bundled clip into `path`, printing each frame's row as it is coded."""
+    stats: List[FrameStats] = []
+    print("frame  type     bpp   PSNR (dB)")
+    with progress(header.frame_count, "frame", quiet) as bar:
+        for frame in encode_file(models, read_png_folder(SAMPLE_CLIP, header.width, header.height), header, path):
+            stats.append(frame)
+            bar.write(f"{len(stats):5d}  {frame.frame_type:>4}  "
+                      f"{frame.bytes * 8 / (header.width * header.height):6.4f}  {frame.psnr:9.2f}", file=sys.stdout)
+            bar.update()
+    return stats
+
+
+def _decode(models: Models, stream_path: Path, folder: Path, quiet: bool) -> List[float]:
+    """Decode the stream into `folder`; the PSNR of each decoded frame against the clip."""
+    stream = open_stream(stream_path)
+    sources = read_png_folder(SAMPLE_CLIP, stream.header.width, stream.header.height)
+    psnrs = []
+    with progress(stream.header.frame_count, "frame", quiet) as bar:
+        for (frame, _), source in zip(decode_to_folder(models, stream, folder), sources):
+            psnrs.append(float(psnr(frame.full, source.to(models.device))))
+            bar.update()
+    return psnrs
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    deterministic(Numerics.named(args.numerics))
+    mode = Numerics.named(args.numerics)
+    deterministic(thread_count(args.threads, mode))
     models = _models(args.ckpt_dir, devices(args.cuda)[0])
     width, height = SAMPLE_SIZE
     frame_count = count_png_frames(SAMPLE_CLIP)
     out = Path(args.output_path)
     header = StreamHeader(width, height, args.qp, frame_count=frame_count, weights_id=models.weights_id,
-                          numerics=Numerics.named(args.numerics))
+                          numerics=mode)
     stream_path = out / "carphone.sevc"
     print(f"encoding {frame_count} frames of {SAMPLE_CLIP.name} (bundled, see {SAMPLE_CLIP.parent / 'README.md'}) "
-          f"at q {args.qp}, {header.numerics} numerics")
-    stats = list(encode_file(models, read_png_folder(SAMPLE_CLIP, width, height), header, stream_path))
-    print("frame  type     bpp   PSNR (dB)")
-    for index, frame in enumerate(stats):
-        print(f"{index + 1:5d}  {frame.frame_type:>4}  {frame.bytes * 8 / (width * height):6.4f}  {frame.psnr:9.2f}")
-    print(f"encoded: {summary(stats, width * height)} -> {stream_path}")
+          f"at q {args.qp}, {header.numerics} numerics, {torch.get_num_threads()} CPU threads")
+    stats = _encode(models, header, stream_path, args.quiet)
+    print(f"encoded: {summary(stats, width * height, stream_path)} -> {stream_path}")
     decoded_path = out / "decoded"
-    decoded = decode_to_folder(models, open_stream(stream_path), decoded_path)
-    psnrs = [float(psnr(frame.full, source.to(models.device)))
-             for (frame, _), source in zip(decoded, read_png_folder(SAMPLE_CLIP, width, height))]
+    print(f"decoding {stream_path}")
+    psnrs = _decode(models, stream_path, decoded_path, args.quiet)
     same = psnrs == [frame.psnr for frame in stats]
     print(f"decoded: {decoded_path / 'full'} ({width}x{height}) and {decoded_path / 'skim'} "
           f"({width // 4}x{height // 4}); decoder output {'equals' if same else 'DIFFERS FROM'} the encoder's "

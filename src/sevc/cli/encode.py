@@ -9,22 +9,20 @@ float numerics at fp32.
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from tqdm import tqdm
-
 from ..codec.bitstream import StreamHeader
-from ..codec.files import FORMATS, FrameStats, check_stream_path, encode_file
+from ..codec.files import FORMATS, FrameStats, check_stream_path, encode_file, stream_size
 from ..errors import SevcError
 from ..io.frames import available_frames, read_frames
 from ..limits import MAX_FRAMES, check_frame_size
-from ..models.loading import load_models
 from ..models.rate import FINE_LEVELS
 from ..numerics import Numerics, Precision, describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, check_model_args,
-                     deterministic, devices, run, source_type, str2bool)
+from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg,
+                     check_model_args, deterministic, devices, models_of, progress, run, source_type, str2bool,
+                     thread_count)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -47,6 +45,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="float numerics only: fp32 (the published arithmetic) or bf16 / fp16 mixed precision "
                              "(faster on GPUs; the decoder follows the stream); implies --numerics float")
     add_overwrite_arg(parser)
+    add_quiet_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -81,12 +80,14 @@ def arithmetic_of(args: argparse.Namespace) -> Tuple[Numerics, Precision]:
     return mode, precision
 
 
-def summary(stats: List[FrameStats], pixels: int) -> str:
-    """'N bytes, B bpp[, P dB PSNR]' over the frames."""
-    total = sum(s.bytes for s in stats)
+def summary(stats: List[FrameStats], pixels: int, path: str | os.PathLike) -> str:
+    """'N bytes (P in frame payloads), B bpp[, Q dB PSNR]' of the stream written at `path`: its
+    size and bpp count everything written (headers, packet lengths, checksums)."""
+    total = stream_size(path)
     psnrs = [s.psnr for s in stats if s.psnr is not None]
     quality = f", {sum(psnrs) / len(psnrs):.2f} dB PSNR" if psnrs else ""
-    return f"{total} bytes, {total * 8 / (pixels * len(stats)):.4f} bpp{quality}"
+    return (f"{total} bytes ({sum(s.bytes for s in stats)} in frame payloads), "
+            f"{total * 8 / (pixels * len(stats)):.4f} bpp{quality}")
 
 
 def frame_status(stats: FrameStats, pixels: int) -> str:
@@ -101,22 +102,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode, precision = arithmetic_of(args)
     bin_path = Path(args.bin_path or ("out_bin" if args.format == "official" else "out.sevc"))
     check_stream_path(bin_path, args.format, args.overwrite, [args.input_path])
-    deterministic(mode)
-    models = load_models(args.i_frame_model_path, args.p_frame_model_path, devices(args.cuda)[0], args.ec_thread,
-                         args.stream_part_i, args.stream_part_p)
+    deterministic(thread_count(args.threads, mode))
+    models = models_of(args, devices(args.cuda)[0])
     header = StreamHeader(args.width, args.height, args.qp, args.ip, args.refresh_interval, args.fast, frame_count,
                           models.weights_id, mode, precision)
     sources = read_frames(args.input_path, source_type(args), args.width, args.height, frame_count,
                           args.yuv_matrix, args.yuv_range)
     pixels = args.width * args.height
     stats: List[FrameStats] = []
-    with tqdm(total=frame_count, unit="frame", file=sys.stderr) as bar:
+    with progress(frame_count, "frame", args.quiet) as bar:
         for frame in encode_file(models, sources, header, bin_path, args.format, args.overwrite, [args.input_path]):
             stats.append(frame)
             bar.set_postfix_str(frame_status(frame, pixels))
             bar.update()
     print(f"encoded {frame_count} frames of {args.width}x{args.height} at q {args.qp}, {describe(mode, precision)}"
-          f"{' (fast: base layer only)' if args.fast else ''}: {summary(stats, pixels)} -> {bin_path}")
+          f"{' (fast: base layer only)' if args.fast else ''}: {summary(stats, pixels, bin_path)} -> {bin_path}")
     return 0
 
 

@@ -19,9 +19,10 @@ from tqdm import tqdm
 from ..errors import SevcError
 from ..eval.evaluation import Job, evaluate_sequence, load_test_config, rates_to_test
 from ..io.outputs import atomic_file, check_file_path, is_json_object
-from ..models.loading import anchor_count, compile_transforms, load_models
+from ..models.loading import compile_transforms
 from ..numerics import Numerics, Precision
-from .common import ArgumentParser, add_model_args, add_overwrite_arg, check_model_args, deterministic, devices, run
+from .common import (ArgumentParser, add_model_args, add_overwrite_arg, anchors_of, check_model_args, deterministic,
+                     devices, models_of, plain_warnings, run, thread_count)
 
 _MODELS = None  # (i_frame, p_frame) of this process
 
@@ -47,12 +48,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> None:
     global _MODELS
-    deterministic()
+    plain_warnings()
+    deterministic(thread_count(args.threads, Numerics.named(args.numerics), args.worker))
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    _MODELS = load_models(args.i_frame_model_path, args.p_frame_model_path, device_list[index % len(device_list)],
-                          args.ec_thread, args.stream_part_i, args.stream_part_p)
+    _MODELS = models_of(args, device_list[index % len(device_list)])
     if args.compile:
         compile_transforms(_MODELS)
 
@@ -113,9 +114,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.numerics == "portable" and (args.precision != "fp32" or args.compile):
         raise SevcError("--numerics portable computes in float64: --precision and --compile apply to float numerics")
     check_file_path(args.output_path, is_json_object, args.overwrite, [args.test_config])
-    deterministic()
+    deterministic(thread_count(args.threads, Numerics.named(args.numerics), args.worker))
     device_list = devices(args.cuda)
-    jobs = _jobs(args, anchor_count(args.i_frame_model_path))
+    jobs = _jobs(args, anchors_of(args))
     results: Dict[Tuple[str, str, int], Dict] = {}
     failures = []
     with tqdm(total=len(jobs), unit="job", file=sys.stderr) as bar:

@@ -41,7 +41,7 @@ from ..errors import BitstreamError
 from ..limits import LimitError, check_frame_count, check_frame_size
 from ..models.rate import FINE_LEVELS, Rate
 from ..numerics import Numerics, Precision
-from .schedule import FrameSchedule
+from .schedule import DEFAULT_REFRESH_INTERVAL, FrameSchedule
 
 MAGIC = b"SEVC"
 VERSION = 2
@@ -76,7 +76,7 @@ class StreamHeader:
     height: int
     q_index: int
     intra_period: int = -1
-    refresh_interval: int = 32
+    refresh_interval: int = DEFAULT_REFRESH_INTERVAL
     fast: bool = False
     frame_count: int = 1
     weights_id: bytes = bytes(8)
@@ -278,7 +278,7 @@ class SevcStream(Stream):
 class OfficialStream(Stream):
     """The published layout; its header does not record the refresh interval, so it is given."""
 
-    def __init__(self, folder: Path, refresh_interval: int = 32):
+    def __init__(self, folder: Path, refresh_interval: int = DEFAULT_REFRESH_INTERVAL):
         self.folder = folder
         header_file = folder / OFFICIAL_HEADER_FILE
         if header_file.stat().st_size != _OFFICIAL_HEADER.size:
@@ -330,7 +330,7 @@ class OfficialStream(Stream):
         return payloads
 
 
-def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh_interval: int = 32) -> Stream:
+def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh_interval: int = DEFAULT_REFRESH_INTERVAL) -> Stream:
     """Open either format, detected from `path` (a sevc file or an official stream folder).
 
     refresh_interval applies to official streams, whose header does not record it.

@@ -78,6 +78,14 @@ def encode_file(models: Models, sources: Iterable[torch.Tensor], header: StreamH
         writer.close()
 
 
+def stream_size(path: str | os.PathLike) -> int:
+    """Bytes of a written stream: the sevc file, or all files of an official stream folder."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(entry.stat().st_size for entry in path.iterdir() if OFFICIAL_LAYOUT.owns_file(entry.name))
+    return path.stat().st_size
+
+
 def decode_stream(models: Models, stream: Stream, skim: bool = False) -> Iterator[Tuple[DecodedFrame, int]]:
     """Decode an opened stream frame by frame: (decoded frame, its size in bytes). skim: the base
     layer only. A sevc stream made with other weights is refused before anything is decoded."""

@@ -31,13 +31,16 @@ class FrameStep:
     frame_index: int
 
 
+DEFAULT_REFRESH_INTERVAL = 32  # the published scripts'
+
+
 @dataclass(frozen=True)
 class FrameSchedule:
     """intra_period <= 0: only the first frame is an I-frame. The propagated features are reset on
     the frame after every multiple of `refresh_interval`."""
 
     intra_period: int = -1
-    refresh_interval: int = 32
+    refresh_interval: int = DEFAULT_REFRESH_INTERVAL
 
     def __post_init__(self) -> None:
         if self.refresh_interval < 1:

@@ -27,9 +27,11 @@ import numpy as np
 from bd_metric.bjontegaard_metric import BD_RATE
 
 from ..errors import NotComparable, ReportError
+from .metrics import MS_SSIM_MIN_SIDE
 
 METRICS = {"psnr": "ave_all_frame_psnr", "msssim": "ave_all_frame_msssim"}
 METRIC_NAMES = {"psnr": "PSNR", "msssim": "MS-SSIM"}
+MISSING_REASONS = {"msssim": f" (test.py reports it as null for frames under {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE})"}
 BPP = "ave_all_frame_bpp"
 REQUIRED = (BPP, METRICS["psnr"])  # record keys that must be numbers; MS-SSIM may be null or absent
 MIN_RATES = 4
@@ -290,7 +292,10 @@ def _cell(table: Dict[str, Optional[float]], column: str) -> str:
     if column not in table:
         return "-"
     value = table[column]
-    return NOT_COMPARABLE if value is None else f"{value:.1f}"
+    if value is None:
+        return NOT_COMPARABLE
+    text = f"{value:.1f}"
+    return "0.0" if text == "-0.0" else text
 
 
 def markdown_table(per_codec: Dict[str, Comparison], anchor: str, metric: str) -> str:
@@ -361,6 +366,8 @@ def write_report(anchor_name: str, anchor: Results, tests: Dict[str, Results], s
     (which exists)."""
     (out_dir / "bd_rate.json").write_text(json.dumps(summary_json(summary, anchor_name), indent=2))
     tables = [markdown_table(per_codec, anchor_name, metric) for metric, per_codec in summary.items()]
+    tables += [f"No BD-rate for {METRIC_NAMES[metric]}: no result file has {METRIC_NAMES[metric]} values for the "
+               f"anchor's sequences{MISSING_REASONS.get(metric, '')}.\n" for metric in METRICS if metric not in summary]
     (out_dir / "bd_rate.md").write_text("\n".join(tables))
     curves = {anchor_name: anchor, **tests}
     for metric in summary:

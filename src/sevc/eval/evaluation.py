@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..codec.schedule import FrameSchedule
+from ..codec.schedule import DEFAULT_REFRESH_INTERVAL, FrameSchedule
 from ..codec.video import VideoCodec
 from ..errors import ConfigError
 from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, read_frames
@@ -138,7 +138,7 @@ def load_test_config(path: str | os.PathLike) -> List[ConfigSequence]:
     return sequences
 
 
-def evaluate_sequence(models: Models, job: Job, *, refresh_interval: int = 32, numerics: Numerics = Numerics.FLOAT,
+def evaluate_sequence(models: Models, job: Job, *, refresh_interval: int = DEFAULT_REFRESH_INTERVAL, numerics: Numerics = Numerics.FLOAT,
                       precision: Precision = Precision.FP32) -> Dict[str, object]:
     """test.py's record of one job (see `sevc.eval.metrics.sequence_record`), plus its `test_time`
     in seconds, in numerics mode `numerics` at `precision` (see VideoCodec). The per-frame

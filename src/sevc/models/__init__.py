@@ -5,7 +5,8 @@ from .buffers import BaseBuffer, Buffers, EnhancementBuffer
 from .checkpoint import load_checkpoint, read_state_dict, weights_id
 from .codec_base import Compressed, Estimated
 from .intra import IntraNoAR
-from .loading import Models, load_models, stand_in_models
+from .loading import Models, load_models
+from .stand_in import stand_in_models
 from .rate import FINE_LEVELS, Rate
 from .sevc import SEVC
 

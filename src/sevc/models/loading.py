@@ -64,19 +64,7 @@ def load_models(i_frame_path: Optional[str | os.PathLike] = None, p_frame_path: 
         _check_exists(path)
     i_frame = load_checkpoint(IntraNoAR(ec_thread=ec_thread, stream_part=stream_part_i), paths[0])
     p_frame = load_checkpoint(SEVC(ec_thread=ec_thread, stream_part=stream_part_p), paths[1])
-    return Models(_ready(i_frame, device), _ready(p_frame, device))
-
-
-def stand_in_models(seed: int = 0, device: str | torch.device = "cpu") -> Models:
-    """Untrained models with deterministic weights (PyTorch's default initialisation under
-    `torch.manual_seed(seed)`): they run every code path, but reconstruct noise."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        i_frame, p_frame = IntraNoAR(), SEVC()
-    finally:
-        torch.random.set_rng_state(state)
-    return Models(_ready(i_frame, device), _ready(p_frame, device))
+    return Models(ready(i_frame, device), ready(p_frame, device))
 
 
 def compile_transforms(models: Models, **options) -> Models:
@@ -90,7 +78,8 @@ def compile_transforms(models: Models, **options) -> Models:
     return models
 
 
-def _ready(model, device):
+def ready(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
+    """`model` on `device` in eval mode, its entropy coders built."""
     model = model.to(device).eval()
     model.update(force=True)
     return model
