@@ -3,21 +3,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from .. import memory
 from ..errors import SevcError
 from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES
 from ..numerics import Numerics
+from ..signals import handling, stop_status
 
-EXIT_TERMINATED = 128 + signal.SIGTERM
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like KeyboardInterrupt, so partial outputs are cleaned up."""
+INT32 = (-2 ** 31, 2 ** 31 - 1)
+UINT32 = (0, 2 ** 32 - 1)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -25,6 +23,19 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise SevcError(f"{message} (see {self.prog} --help)")
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high (e.g. what a fixed-width header field holds)."""
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+    return integer
 
 
 def str2bool(value: str) -> bool:
@@ -48,9 +59,10 @@ def add_model_args(parser: argparse.ArgumentParser, cuda_default: Optional[bool]
                         help="run on GPU (default: " + ("auto" if cuda_default is None else str(cuda_default)) + ")")
     parser.add_argument("--ec_thread", type=str2bool, nargs="?", const=True, default=False,
                         help="entropy-code in a background thread")
-    parser.add_argument("--stream_part_i", type=int, default=1, help="parallel rANS parts, I-frames (1..16)")
-    parser.add_argument("--stream_part_p", type=int, default=1, help="parallel rANS parts, P-frames (1..16)")
-    parser.add_argument("--refresh_interval", type=int, default=32, help="reset the propagated features every N frames")
+    parser.add_argument("--stream_part_i", type=int_in(1, 16), default=1, help="parallel rANS parts, I-frames (1..16)")
+    parser.add_argument("--stream_part_p", type=int_in(1, 16), default=1, help="parallel rANS parts, P-frames (1..16)")
+    parser.add_argument("--refresh_interval", type=int_in(1, UINT32[1]), default=32,
+                        help="reset the propagated features every N frames")
 
 
 def add_input_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -70,14 +82,6 @@ def source_type(args: argparse.Namespace) -> str:
     if not os.path.exists(args.input_path):
         raise SevcError(f"input not found: {args.input_path} (a folder of PNG frames or a raw .yuv file)")
     return "png" if os.path.isdir(args.input_path) else "yuv420"
-
-
-def check_model_args(args: argparse.Namespace) -> None:
-    for flag in ("stream_part_i", "stream_part_p"):
-        if not 1 <= getattr(args, flag) <= 16:
-            raise SevcError(f"--{flag} must be in 1..16, got {getattr(args, flag)}")
-    if args.refresh_interval < 1:
-        raise SevcError(f"--refresh_interval must be positive, got {args.refresh_interval}")
 
 
 def devices(cuda: Optional[bool]) -> List[str]:
@@ -108,32 +112,44 @@ def deterministic(numerics: Numerics = Numerics.FLOAT) -> None:
     torch.manual_seed(0)
 
 
-def _terminate(signum, frame) -> None:
-    raise Terminated()
+def warn_memory(width: int, height: int, numerics: Numerics, device: str) -> None:
+    """Say up front (a `warning:` line) when coding width x height frames will likely run out of memory."""
+    message = memory.shortfall(width, height, numerics, device)
+    if message:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def run(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:
-    """Run a tool's `main`, turning bad input into one line on stderr and exit status 1, and
-    SIGINT / SIGTERM into a clean stop (partial outputs removed) with status 130 / 143.
+    """Run a tool's `main`, turning bad input (and running out of memory) into one line on stderr
+    and exit status 1, and SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 into a clean stop (partial
+    outputs removed) with status 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
 
     Set SEVC_DEBUG=1 to see the full traceback instead.
     """
-    previous = signal.signal(signal.SIGTERM, _terminate)
     threads = torch.get_num_threads()
-    try:
-        return main(argv)
-    except (SevcError, ValueError, OSError) as exc:
-        if os.environ.get("SEVC_DEBUG"):
-            raise
-        message = exc.strerror + f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        torch.set_num_threads(threads)
+    with handling():
+        try:
+            return main(argv)
+        except BaseException as exc:  # bad input, running out of memory, a signal: one line; others go on
+            outcome = _outcome(exc)
+            if outcome is None or (outcome[1] == 1 and os.environ.get("SEVC_DEBUG")):
+                raise
+            print(outcome[0], file=sys.stderr)
+            return outcome[1]
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _outcome(exc: BaseException) -> Optional[Tuple[str, int]]:
+    """(the line to print, the exit status) of a tool stopped by `exc`; None for a bug."""
+    stopped = stop_status(exc)
+    if stopped is not None:
+        return stopped
+    if memory.is_out_of_memory(exc):
+        detail = f" ({exc})" if str(exc) else ""
+        return f"error: out of memory{detail}; use smaller frames or a machine with more memory", 1
+    if isinstance(exc, OSError) and exc.filename:
+        return f"error: {exc.strerror}: {exc.filename}", 1
+    if isinstance(exc, (SevcError, ValueError, OSError)):
+        return f"error: {exc}", 1
+    return None

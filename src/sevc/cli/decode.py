@@ -14,15 +14,16 @@ from typing import Iterator, List, Optional
 import torch
 from tqdm import tqdm
 
+from .. import memory
 from ..codec.bitstream import StreamHeader, open_stream
-from ..codec.files import DECODED_LAYOUT, decode_to_folder, decoded_layers
+from ..codec.files import DECODED, decode_to_folder, decoded_layers
 from ..eval.metrics import psnr
 from ..io.frames import read_frames
-from ..io.outputs import check_folder_path
+from ..io.outputs import check_folder
 from ..models.loading import load_models
 from ..numerics import describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, check_model_args,
-                     deterministic, devices, run, source_type)
+from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, deterministic, devices, run,
+                     source_type, warn_memory)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -47,19 +48,23 @@ def _sources(args: argparse.Namespace, header: StreamHeader) -> Optional[Iterato
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    check_model_args(args)
-    check_folder_path(args.output_path, DECODED_LAYOUT, args.overwrite)
+    inputs = [args.bin_path, *([args.input_path] if args.input_path else [])]
+    check_folder(args.output_path, DECODED, args.overwrite, inputs)
     stream = open_stream(args.bin_path, skip_enhancement=args.skim, refresh_interval=args.refresh_interval)
     header = stream.header
-    deterministic(header.numerics)
-    models = load_models(args.i_frame_model_path, args.p_frame_model_path, devices(args.cuda)[0], args.ec_thread,
-                         args.stream_part_i, args.stream_part_p)
     sources = _sources(args, header)
+    device = devices(args.cuda)[0]
+    warn_memory(header.width, header.height, header.numerics, device)
+    deterministic(header.numerics)
+    models = load_models(args.i_frame_model_path, args.p_frame_model_path, device, args.ec_thread,
+                         args.stream_part_i, args.stream_part_p)
     yuv = (args.yuv_matrix, args.yuv_range) if args.yuv else None
     pixels = header.width * header.height
     psnrs: List[float] = []
-    with tqdm(total=header.frame_count, unit="frame", file=sys.stderr) as bar:
-        for frame, size in decode_to_folder(models, stream, args.output_path, args.skim, yuv, args.overwrite):
+    with memory.guard(header.width, header.height, header.numerics, device), \
+            tqdm(total=header.frame_count, unit="frame", file=sys.stderr) as bar:
+        for frame, size in decode_to_folder(models, stream, args.output_path, args.skim, yuv, args.overwrite,
+                                            inputs):
             status = "" if args.skim else f"{size * 8 / pixels:.4f} bpp"
             if sources is not None and frame.full is not None:
                 psnrs.append(float(psnr(frame.full, next(sources).to(models.device))))

@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 
 from tqdm import tqdm
 
+from .. import memory
 from ..codec.bitstream import StreamHeader
 from ..codec.files import FORMATS, FrameStats, check_stream_path, encode_file
 from ..errors import SevcError
@@ -23,8 +24,8 @@ from ..limits import MAX_FRAMES, check_frame_size
 from ..models.loading import load_models
 from ..models.rate import FINE_LEVELS
 from ..numerics import Numerics, Precision, describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, check_model_args,
-                     deterministic, devices, run, source_type, str2bool)
+from .common import (INT32, ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, deterministic,
+                     devices, int_in, run, source_type, str2bool, warn_memory)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -33,9 +34,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_model_args(parser)
     parser.add_argument("--width", type=int, required=True)
     parser.add_argument("--height", type=int, required=True)
-    parser.add_argument("-q", "--qp", type=int, required=True, help="q level, 0 (lowest rate) .. 63")
+    parser.add_argument("-q", "--qp", type=int_in(0, FINE_LEVELS - 1), required=True,
+                        help="q level, 0 (lowest rate) .. 63")
     parser.add_argument("-f", "--frames", type=int, default=-1, help="frames to encode (-1: all)")
-    parser.add_argument("--ip", type=int, default=-1, help="intra period (-1: only the first frame)")
+    parser.add_argument("--ip", type=int_in(*INT32), default=-1, help="intra period (-1: only the first frame)")
     parser.add_argument("--fast", type=str2bool, default=False, help="base layer only (4x-downsampled video)")
     parser.add_argument("-b", "--bin_path", type=str, help="output: a file for sevc (default out.sevc), "
                                                             "a folder for official (default out_bin)")
@@ -52,10 +54,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _frame_count(args: argparse.Namespace) -> int:
     """Validate the arguments; the number of frames to encode."""
-    check_model_args(args)
     check_frame_size(args.width, args.height)
-    if not 0 <= args.qp < FINE_LEVELS:
-        raise SevcError(f"-q/--qp must be in 0..{FINE_LEVELS - 1}, got {args.qp}")
     if args.frames == 0 or args.frames < -1 or args.frames > MAX_FRAMES:
         raise SevcError(f"-f/--frames must be in 1..{MAX_FRAMES} or -1 (all), got {args.frames}")
     available = available_frames(args.input_path, source_type(args), args.width, args.height)
@@ -101,8 +100,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode, precision = arithmetic_of(args)
     bin_path = Path(args.bin_path or ("out_bin" if args.format == "official" else "out.sevc"))
     check_stream_path(bin_path, args.format, args.overwrite, [args.input_path])
+    device = devices(args.cuda)[0]
+    warn_memory(args.width, args.height, mode, device)
     deterministic(mode)
-    models = load_models(args.i_frame_model_path, args.p_frame_model_path, devices(args.cuda)[0], args.ec_thread,
+    models = load_models(args.i_frame_model_path, args.p_frame_model_path, device, args.ec_thread,
                          args.stream_part_i, args.stream_part_p)
     header = StreamHeader(args.width, args.height, args.qp, args.ip, args.refresh_interval, args.fast, frame_count,
                           models.weights_id, mode, precision)
@@ -110,7 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                           args.yuv_matrix, args.yuv_range)
     pixels = args.width * args.height
     stats: List[FrameStats] = []
-    with tqdm(total=frame_count, unit="frame", file=sys.stderr) as bar:
+    with memory.guard(args.width, args.height, mode, device), tqdm(total=frame_count, unit="frame",
+                                                                    file=sys.stderr) as bar:
         for frame in encode_file(models, sources, header, bin_path, args.format, args.overwrite, [args.input_path]):
             stats.append(frame)
             bar.set_postfix_str(frame_status(frame, pixels))

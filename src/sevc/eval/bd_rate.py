@@ -27,6 +27,7 @@ import numpy as np
 from bd_metric.bjontegaard_metric import BD_RATE
 
 from ..errors import NotComparable, ReportError
+from ..io.reading import load_json
 
 METRICS = {"psnr": "ave_all_frame_psnr", "msssim": "ave_all_frame_msssim"}
 METRIC_NAMES = {"psnr": "PSNR", "msssim": "MS-SSIM"}
@@ -96,11 +97,9 @@ def check_results(results: object, path: str) -> None:
 
 
 def load_results(path: str | os.PathLike) -> Results:
-    """A test.py result file, checked against the schema."""
-    try:
-        results = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} is not valid JSON: {exc}") from None
+    """A test.py result file (read with a bound, see `sevc.io.reading.load_json`), checked against
+    the schema."""
+    results = load_json(path, "result", ReportError)
     check_results(results, str(path))
     return results
 
