@@ -228,7 +228,7 @@ def _fifo_args(tool: str, path: Path, tmp_path: Path, ckpt: Path):
                                          ckpt / "p.pth.tar", "--cuda", "0"])}[tool]
 
 
-@pytest.mark.parametrize("tool", ["bd_rate", "bd_rate test", "test config", "checkpoint"])
+@pytest.mark.parametrize("tool", ["bd_rate", "bd_rate test", "test config", "train config", "checkpoint"])
 def test_fifos_are_refused_where_a_file_is_expected(tmp_path, ckpt, capsys, tool):
     with fifo(tmp_path / "pipe") as path:
         main, args = _fifo_args(tool, path, tmp_path, ckpt)
@@ -237,7 +237,7 @@ def test_fifos_are_refused_where_a_file_is_expected(tmp_path, ckpt, capsys, tool
         assert time.perf_counter() - start < 10
 
 
-@pytest.mark.parametrize("tool", ["bd_rate", "test config"])
+@pytest.mark.parametrize("tool", ["bd_rate", "test config", "train config"])
 def test_deeply_nested_json_is_one_line(tmp_path, ckpt, capsys, tool):
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)

@@ -366,7 +366,7 @@ def _tool(name: str, folder: Path, output: Path, inputs: Path, ckpt: Path):
             "train.py": (train.main, training)}[name]
 
 
-@pytest.mark.parametrize("tool", ["encoder", "official", "decoder", "test.py", "bd_rate"])
+@pytest.mark.parametrize("tool", ["encoder", "official", "decoder", "test.py", "bd_rate", "train.py"])
 def test_no_tool_touches_a_users_files(tmp_path, ckpt, capsys, small_inputs, tool):
     """Each tool, with and without --overwrite, into folders of random user files (seeded): every
     file is left as it was (but the one file named as a one-file output with --overwrite)."""
