@@ -1,7 +1,7 @@
 """BD-rate tables and RD curves from test.py result files; see README.md."""
 import sys
 
-from sevc.cli.bdrate import entry
+from sevc.cli.launch import bdrate
 
 if __name__ == "__main__":
-    sys.exit(entry())
+    sys.exit(bdrate())

@@ -1,7 +1,7 @@
 """Encode a PNG folder or raw YUV file into an SEVC bitstream (the published encoder.py flags); see README.md."""
 import sys
 
-from sevc.cli.encode import entry
+from sevc.cli.launch import encode
 
 if __name__ == "__main__":
-    sys.exit(entry())
+    sys.exit(encode())

@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <limits>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -78,6 +79,33 @@ py::bytes to_bytes(const std::vector<uint8_t> &v) {
   return py::bytes(reinterpret_cast<const char *>(v.data()), v.size());
 }
 
+// A coder as Python holds it: the bindings release the GIL while it codes, so Python threads
+// may call one object at once; each call runs `work` holding the object's mutex, taken after
+// the GIL is released and let go before it is taken back (no lock-order inversion), so calls
+// on one object run one after another.
+template <typename Coder>
+class Locked {
+ public:
+  template <typename... Args>
+  explicit Locked(Args... args) : coder_(args...) {}
+
+  template <typename Work>
+  auto run(Work &&work) {
+    py::gil_scoped_release release;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return work(coder_);
+  }
+
+  int parts() const { return coder_.parts(); }  // fixed when the coder is built
+
+ private:
+  Coder coder_;
+  std::mutex mutex_;
+};
+
+using Encoder = Locked<sevc::Encoder>;
+using Decoder = Locked<sevc::Decoder>;
+
 }  // namespace
 
 PYBIND11_MODULE(_rans, m) {
@@ -90,11 +118,12 @@ PYBIND11_MODULE(_rans, m) {
            "Quantized CDFs [n, L] (int32, 0..65536), used lengths [n] (2..L) and value offsets [n] (int16).")
       .def("__len__", &CdfTables::size);
 
-  py::class_<sevc::Encoder>(m, "RansEncoder")
+  py::class_<Encoder>(m, "RansEncoder",
+                      "rANS encoder; one object may be shared by Python threads (its calls run one at a time).")
       .def(py::init<int, bool>(), py::arg("stream_part") = 1, py::arg("threaded") = false)
       .def(
           "encode",
-          [](sevc::Encoder &self, const py::object &symbols_obj, const py::object &indexes_obj,
+          [](Encoder &self, const py::object &symbols_obj, const py::object &indexes_obj,
              const std::shared_ptr<CdfTables> &tables) {
             const Int16Array symbols = integer_array<int16_t>(symbols_obj, "symbols");
             const Int32Array indexes = integer_array<int32_t>(indexes_obj, "indexes");
@@ -102,64 +131,57 @@ PYBIND11_MODULE(_rans, m) {
             if (symbols.size() != indexes.size())
               throw py::value_error("symbols and indexes must have the same number of elements, got " +
                                     std::to_string(symbols.size()) + " and " + std::to_string(indexes.size()));
-            py::gil_scoped_release release;
-            self.encode(symbols.data(), indexes.data(), static_cast<size_t>(symbols.size()), tables);
+            self.run([&](sevc::Encoder &coder) {
+              coder.encode(symbols.data(), indexes.data(), static_cast<size_t>(symbols.size()), tables);
+            });
           },
           py::arg("symbols"), py::arg("indexes"), py::arg("tables"),
           "Queue symbols (integers fitting int16, any shape, coded in C order), each coded with the\n"
           "CDF table its index (integers fitting int32, same number of elements) names.")
       .def(
-          "flush",
-          [](sevc::Encoder &self) {
-            py::gil_scoped_release release;
-            self.flush();
-          },
+          "flush", [](Encoder &self) { self.run([](sevc::Encoder &coder) { coder.flush(); }); },
           "Code everything queued since the last reset (in the background if threaded).")
       .def(
           "get_encoded_stream",
-          [](sevc::Encoder &self) {
-            std::vector<uint8_t> out;
-            {
-              py::gil_scoped_release release;
-              out = self.get_stream();
-            }
-            return to_bytes(out);
-          },
+          [](Encoder &self) { return to_bytes(self.run([](sevc::Encoder &coder) { return coder.get_stream(); })); },
           "The stream written by the last flush, as bytes.")
-      .def("reset", &sevc::Encoder::reset)
-      .def_property_readonly("stream_part", &sevc::Encoder::parts);
+      .def("reset", [](Encoder &self) { self.run([](sevc::Encoder &coder) { coder.reset(); }); })
+      .def_property_readonly("stream_part", &Encoder::parts);
 
-  py::class_<sevc::Decoder>(m, "RansDecoder")
+  py::class_<Decoder>(m, "RansDecoder",
+                      "rANS decoder; one object may be shared by Python threads (its calls run one at a time).")
       .def(py::init<>())
       .def(
           "set_stream",
-          [](sevc::Decoder &self, const py::object &stream) {
+          [](Decoder &self, const py::object &stream) {
             if (!py::isinstance<py::bytes>(stream))
               throw py::type_error("stream must be bytes, not " + type_name(stream));
-            const auto bytes = stream.cast<py::bytes>();
+            const auto bytes = stream.cast<py::bytes>();  // immutable, and kept alive by `stream`
             const std::string_view view = bytes;
-            self.set_stream(reinterpret_cast<const uint8_t *>(view.data()), view.size());
+            self.run([&](sevc::Decoder &coder) {
+              coder.set_stream(reinterpret_cast<const uint8_t *>(view.data()), view.size());
+            });
           },
           py::arg("stream"), "Start decoding a stream (bytes).")
       .def(
           "decode",
-          [](sevc::Decoder &self, const py::object &indexes_obj, const std::shared_ptr<CdfTables> &tables) {
+          [](Decoder &self, const py::object &indexes_obj, const std::shared_ptr<CdfTables> &tables) {
             const Int32Array indexes = integer_array<int32_t>(indexes_obj, "indexes");
             const CdfTables &cdf_tables = require_tables(tables);
             Int16Array out(std::vector<py::ssize_t>(indexes.shape(), indexes.shape() + indexes.ndim()));
             int16_t *dst = out.mutable_data();
-            {
-              py::gil_scoped_release release;
-              self.decode(indexes.data(), static_cast<size_t>(indexes.size()), cdf_tables, dst);
-            }
+            self.run([&](sevc::Decoder &coder) {
+              coder.decode(indexes.data(), static_cast<size_t>(indexes.size()), cdf_tables, dst);
+            });
             return out;
           },
           py::arg("indexes"), py::arg("tables"),
           "Decode one symbol per index (integers fitting int32, any shape): an int16 array of its shape.")
-      .def("finish", &sevc::Decoder::finish,
-           "Raise StreamError unless the stream was decoded exactly to its end (no byte left, final\n"
-           "state back at the encoder's initial one); call it after the last decode of a stream.")
-      .def_property_readonly("stream_part", &sevc::Decoder::parts);
+      .def(
+          "finish", [](Decoder &self) { self.run([](sevc::Decoder &coder) { coder.finish(); }); },
+          "Raise StreamError unless the stream was decoded exactly to its end (no byte left, final\n"
+          "state back at the encoder's initial one); call it after the last decode of a stream.")
+      .def_property_readonly("stream_part", &Decoder::parts);
 
   m.def(
       "pmf_to_quantized_cdf",

@@ -185,7 +185,7 @@ def test_missing_input_folder_is_named_as_an_input(tmp_path, ckpt, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    ({"weights": object()}, "a Python object (object) besides tensors"),
+    ({"weights": object()}, "Python objects besides tensors (builtins.object)"),
     ("raw pickle", "not a PyTorch file"),
     (b"PK\x03\x04 not really a zip", "not a PyTorch file"),
     ([1, 2], "does not hold a state_dict"),
@@ -222,10 +222,189 @@ def test_test_py_refuses_frames_the_encoder_refuses(tmp_path, ckpt, capsys):
     assert_clear_error(result, "sequence frames", "at least 64x64")
 
 
-def test_test_py_does_not_count_frames_of_failed_jobs(tmp_path, ckpt, capsys):
-    config = {"root_path": str(tmp_path), "test_classes": {"x": {"test": 1, "base_path": "none", "src_type": "png",
-              "sequences": {"gone": {"width": 128, "height": 128, "frames": 100, "gop": -1}}}}}
+@pytest.mark.parametrize("tool, flag, value, message", [
+    (encode, "--ip", 10_000_000_000, "--ip"),
+    (encode, "--ip", -2 ** 31 - 1, "--ip"),
+    (encode, "--refresh_interval", 2 ** 40, "--refresh_interval"),
+    (decode, "--refresh_interval", 2 ** 32, "--refresh_interval"),
+])
+def test_header_fields_are_checked_when_the_arguments_are_parsed(tmp_path, capsys, tool, flag, value, message):
+    """Refused before any checkpoint is read (these do not exist)."""
+    missing = ["--i_frame_model_path", tmp_path / "none_i", "--p_frame_model_path", tmp_path / "none_p", "--cuda", "0"]
+    args = (["-i", FRAMES, "--width", 128, "--height", 128, "-q", 1, "-b", tmp_path / "s.sevc"] if tool is encode
+            else ["-b", tmp_path / "s.sevc", "-o", tmp_path / "out"])
+    assert_clear_error(cli(tool.main, [*args, *missing, flag, value], capsys), message, str(value))
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header declares width x height (its pixel data is a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_a_png_declaring_a_huge_size_is_one_line(tmp_path, ckpt, capsys):
+    (tmp_path / "frames").mkdir()
+    _png_header_only(tmp_path / "frames" / "im00001.png", 60000, 60000)
+    result = encoder(tmp_path, ckpt, capsys, "-q", 1, source=tmp_path / "frames")
+    assert_clear_error(result, "im00001.png", "60000x60000")
+
+
+@pytest.mark.parametrize("names, message", [
+    ("gap", "im00003.png"),
+    ("folder", "im00002.png is a folder"),
+    ("fifo", "im00002.png is a FIFO"),
+])
+def test_frames_that_would_shorten_the_sequence_are_reported(tmp_path, ckpt, capsys, names, message):
+    import os
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in (1, 2, 4) if names == "gap" else (1, 3):
+        shutil.copy(FRAMES / f"im{k:05d}.png", folder / f"im{k:05d}.png")
+    if names == "folder":
+        (folder / "im00002.png").mkdir()
+    elif names == "fifo":
+        os.mkfifo(folder / "im00002.png")
+    assert_clear_error(encoder(tmp_path, ckpt, capsys, "-q", 1, "-f", -1, source=folder), message)
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "GIF", "TIFF"])
+def test_other_images_named_png_are_refused(tmp_path, image_format):
+    from PIL import Image
+
+    from sevc.errors import FrameError
+    from sevc.io.frames import read_png
+
+    Image.open(FRAMES / "im00001.png").convert("RGB").save(tmp_path / "im00001.png", format=image_format)
+    with pytest.raises(FrameError, match=f"{image_format} image"):
+        read_png(tmp_path / "im00001.png")
+
+
+def _save_state(path, modify, which="i_frame"):
+    import torch
+
+    from sevc.models.intra import IntraNoAR
+    from sevc.models.sevc import SEVC
+
+    torch.manual_seed(0)
+    state = (IntraNoAR() if which == "i_frame" else SEVC()).state_dict()
+    torch.save(modify(state), path)
+
+
+@pytest.mark.parametrize("modify, message", [
+    (lambda s: {1: v for v in s.values()}, "keys"),
+    (lambda s: {**s, 7: next(iter(s.values()))}, "keys"),
+    (lambda s: {k: v.to(dtype=__import__("torch").complex64) if v.is_floating_point() else v for k, v in s.items()},
+     "complex"),
+    (lambda s: {k: v * 0 for k, v in s.items()}, "q_scale"),
+])
+def test_checkpoints_of_the_wrong_kind_give_one_line(tmp_path, ckpt, capsys, modify, message):
+    path = tmp_path / "i.pth.tar"
+    _save_state(path, modify)
+    args = ["-i", FRAMES, "--width", 128, "--height", 128, "-q", 1, "-f", 1, "-b", tmp_path / "out.sevc", "--cuda",
+            "0", "--i_frame_model_path", path, "--p_frame_model_path", ckpt / "p.pth.tar"]
+    status, _, err = cli(encode.main, args, capsys)
+    assert_clear_error((status, "", err), message)
+    assert "Warning" not in err and len(err.strip().splitlines()) == 1, err
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo code from a checkpoint ran",)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_malicious_pickle_is_reported_as_refused(tmp_path, ckpt, capsys, raw):
+    import pickle
+
+    import torch
+
+    path = tmp_path / "evil.pth.tar"
+    if raw:
+        path.write_bytes(pickle.dumps({"weights": _Exploit()}))
+    else:
+        torch.save({"weights": _Exploit()}, path)
+    args = ["-i", FRAMES, "--width", 128, "--height", 128, "-q", 1, "-b", tmp_path / "out.sevc", "--cuda", "0",
+            "--i_frame_model_path", path, "--p_frame_model_path", ckpt / "p.pth.tar"]
+    status, out, err = cli(encode.main, args, capsys)
+    assert_clear_error((status, out, err), "system", "weights_only")
+    assert "code from a checkpoint ran" not in out + err
+
+
+def test_demo_q_out_of_range(tmp_path, capsys):
+    from sevc.cli import demo
+
+    result = cli(demo.main, ["-q", 64, "-o", tmp_path / "demo", "--ckpt_dir", tmp_path], capsys)
+    assert_clear_error(result, "-q", "0..63")
+    assert not (tmp_path / "demo").exists()
+
+
+def test_parent_folders_of_a_failed_output_are_removed(tmp_path, ckpt, capsys):
+    (tmp_path / "bad.sevc").write_bytes(b"SEVC" + bytes(60))
+    result = cli(decode.main, ["-b", tmp_path / "bad.sevc", "-o", tmp_path / "newA" / "newB" / "out",
+                               *model_args(ckpt)], capsys)
+    assert_clear_error(result)
+    missing = ["--i_frame_model_path", tmp_path / "none", "--p_frame_model_path", ckpt / "p.pth.tar", "--cuda", "0"]
+    for fmt in ("sevc", "official"):
+        result = cli(encode.main, ["-i", FRAMES, "--width", 128, "--height", 128, "-q", 1, "--format", fmt,
+                                   "-b", tmp_path / "newA" / "newB" / "s", *missing], capsys)
+        assert_clear_error(result, "checkpoint not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.sevc"]
+
+
+def _broken_png(path) -> None:
+    """A PNG whose header is sound (128x128 RGB) and whose pixel data is cut short."""
+    data = (FRAMES / "im00001.png").read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def test_test_py_writes_no_results_when_every_job_fails(tmp_path, ckpt, capsys):
+    (tmp_path / "seq").mkdir()
+    _broken_png(tmp_path / "seq" / "im00001.png")
+    config = {"root_path": str(tmp_path), "test_classes": {"x": {"test": 1, "base_path": ".", "src_type": "png",
+              "sequences": {"seq": {"width": 128, "height": 128, "frames": 1, "gop": -1}}}}}
     (tmp_path / "c.json").write_text(json.dumps(config))
-    status, out, _ = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
-                                         "--rate_num", 2, "--i_frame_q_indexes", 1, 2, *model_args(ckpt)], capsys)
-    assert status == 1 and "tested 0 frames" in out and "0 of 2" in out
+    status, out, err = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
+                                           "--rate_num", 2, "--i_frame_q_indexes", 1, 2, *model_args(ckpt)], capsys)
+    assert status == 1 and "x/seq" in err and not (tmp_path / "r.json").exists()
+    assert "tested 0 frames" in out and "0 of 2" in out and "no results written" in out
+
+
+def test_test_py_checks_every_sequence_before_the_first_job(tmp_path, ckpt, capsys):
+    good = {"width": 128, "height": 128, "frames": 1, "gop": -1}
+    sequences = {"frames": good, "missing": good, "short": {**good, "frames": 9}, "wide": {**good, "width": 192}}
+    (tmp_path / "short").mkdir()
+    shutil.copy(FRAMES / "im00001.png", tmp_path / "short" / "im00001.png")
+    shutil.copytree(FRAMES, tmp_path / "wide")
+    shutil.copytree(FRAMES, tmp_path / "frames")
+    config = {"root_path": str(tmp_path), "test_classes": {"x": {"test": 1, "base_path": ".", "src_type": "png",
+              "sequences": sequences}}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    status, out, err = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
+                                           *model_args(ckpt)], capsys)
+    assert_clear_error((status, out, err), "missing", "short", "wide")
+    assert "tested" not in out and not (tmp_path / "r.json").exists()
+
+
+def test_test_py_progress_names_rates_by_their_q_index(tmp_path, ckpt, capsys, monkeypatch):
+    import sys
+
+    from tqdm import tqdm
+
+    config = {"root_path": str(FIXTURES), "test_classes": {"x": {"test": 1, "base_path": CLI_CASE, "src_type": "png",
+              "sequences": {"frames": {"width": 128, "height": 128, "frames": 1, "gop": -1}}}}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    # the bar as on a terminal (it is off when stderr is not one, as here)
+    monkeypatch.setattr(evaluate, "progress", lambda total, unit, quiet=False: tqdm(total=total, unit=unit,
+                                                                                    file=sys.stderr))
+    status, _, err = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
+                                         "--rate_num", 2, "--i_frame_q_indexes", 0, 63, *model_args(ckpt)], capsys)
+    assert status == 0 and "frames q63" in err and "frames q1" not in err

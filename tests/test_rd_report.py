@@ -8,6 +8,7 @@ import pytest
 
 from sevc.cli import bdrate
 from sevc.eval.bd_rate import NotComparable, bd_rate, compare, dataset_bd_rates
+from sevc.io.outputs import MANIFEST
 
 from conftest import assert_clear_error, cli
 
@@ -231,5 +232,5 @@ def test_dataset_names_are_safe_in_plot_file_names_tables_and_plot_titles(tmp_pa
                               results(0.8, datasets=("a/../b|$x$",)))
     assert status == 0
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "bd_rate.json", "bd_rate.md", "rd_a_.._b__x__msssim.png", "rd_a_.._b__x__psnr.png"]
+        MANIFEST, "bd_rate.json", "bd_rate.md", "rd_a_.._b__x__msssim.png", "rd_a_.._b__x__psnr.png"]
     assert "| codec | a/../b\\|$x$ | Average |" in (tmp_path / "report" / "bd_rate.md").read_text()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -131,13 +132,21 @@ def test_test_py_equals_the_published_test_path(ckpt, tmp_path, capsys):
 
 
 def test_test_py_reports_a_failing_sequence_and_finishes_the_others(ckpt, tmp_path, capsys):
+    """A sequence that fails while it runs (its frame's pixels are cut short; its header, which is
+    checked before the first job, is sound)."""
     good = {"width": 128, "height": 128, "frames": 1, "gop": -1}
-    config = _config(tmp_path, {"frames": good, "missing": good})
-    result = cli(evaluate.main, ["--test_config", config, "--output_path", tmp_path / "r.json", "--worker", 2,
-                                 "--rate_num", 2, "--p_frame_q_indexes", 10, 20, "--i_frame_q_indexes", 5, 6,
-                                 *model_args(ckpt)], capsys)
+    shutil.copytree(FIXTURES / CASE / "frames", tmp_path / "seq" / "frames")
+    (tmp_path / "seq" / "broken").mkdir()
+    frame = (FIXTURES / CASE / "frames" / "im00001.png").read_bytes()
+    (tmp_path / "seq" / "broken" / "im00001.png").write_bytes(frame[:len(frame) // 2])
+    config = {"root_path": str(tmp_path), "test_classes": {"fixtures": {
+        "test": 1, "base_path": "seq", "src_type": "png", "sequences": {"frames": good, "broken": good}}}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    result = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
+                                 "--worker", 2, "--rate_num", 2, "--p_frame_q_indexes", 10, 20,
+                                 "--i_frame_q_indexes", 5, 6, *model_args(ckpt)], capsys)
     status, _, err = result
-    assert status == 1 and "fixtures/missing rate 0" in err and "fixtures/missing rate 1" in err
+    assert status == 1 and "fixtures/broken rate 0" in err and "fixtures/broken rate 1" in err
     results = json.loads((tmp_path / "r.json").read_text())["fixtures"]
     assert list(results) == ["frames"] and sorted(results["frames"]) == ["000", "001"]
 

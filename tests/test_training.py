@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sevc.io.outputs import MANIFEST
 from sevc.models.checkpoint import read_state_dict
 from sevc.cli import encode, evaluate, train as train_cli
 from sevc.models.intra import IntraNoAR
@@ -191,7 +193,7 @@ def test_readme_commands_run_every_stage_config(tmp_path, monkeypatch, capsys):
         assert status == 0, err
         assert "last step: step 1" in out
         assert set(os.listdir(f"runs/{stage}")) == {"config.json", "i_frame.pth.tar", "p_frame.pth.tar",
-                                                      "train_state.pt", "log.jsonl"}
+                                                      "train_state.pt", "log.jsonl", MANIFEST}
     runs = tmp_path / "runs"
     i_frame = read_state_dict(runs / "i_frame" / "i_frame.pth.tar")
     for stage in ("base", "augment", "joint"):  # the trained I-frame codec, loaded and kept frozen
@@ -239,8 +241,11 @@ def test_failing_runs_leave_a_run_as_it_was(tmp_path, capsys):
     assert cli(train_cli.main, ["--config", configs / "base.json", "-o", output, "--set", *tiny], capsys)[0] == 0
     before = snapshot(output)
     for stage, resume, setting, message in (("augment", True, "steps=2", "holds stage base, not augment"),
-                                            ("base", True, "batch_size=2", "fewer than one batch"),
-                                            ("base", False, f"init.i_frame={tmp_path / 'none'}", "checkpoint not found")):
+                                            ("base", True, "batch_size=2", "batch_size (1 -> 2)"),
+                                            ("base", True, f"data.root={tmp_path / 'none'}", "not found"),
+                                            ("base", False, "steps=2", "holds a training run"),
+                                            ("base", False, f"init.i_frame={tmp_path / 'none'}",
+                                             "holds a training run")):
         args = ["--config", configs / f"{stage}.json", "-o", output, "--set", *tiny, setting]
         assert_clear_error(cli(train_cli.main, args + ["--resume"] * resume, capsys), message)
         assert snapshot(output) == before
@@ -271,3 +276,88 @@ def test_yuv_sequence_folder(tmp_path):
     (tmp_path / "clip.yuv").write_bytes(b"".join(rgb_to_yuv420(x) for x in frames))
     data = SequenceFolder(tmp_path, length=3, crop=(64, 64), src_type="yuv420", width=176, height=144)
     assert len(data) == 1 and data[0].shape == (3, 3, 64, 64)
+
+
+def tiny_settings(data=DATA, **changes) -> list:
+    """--set values of a one-step run on tiny crops of `data` (PNG sequence folders)."""
+    settings = {"data.type": "folders", "data.root": str(data), "steps": 1, "batch_size": 1, "crop": [64, 64],
+                "num_workers": 0, "sequence_length": 2, "init.i_frame": None, **changes}
+    return [f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in settings.items()]
+
+
+def train_args(output, *settings, config="base.json") -> list:
+    return ["--config", REPO / "train_configs" / config, "-o", output, "--set", *settings]
+
+
+def test_train_py_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    run = tmp_path / "myrun"
+    run.mkdir()
+    (run / "config.json").write_text('{"mine": true}')
+    (run / "i_frame.pth.tar").write_bytes(b"my weights")
+    before = snapshot(run)
+    assert_clear_error(cli(train_cli.main, train_args(run, *tiny_settings()), capsys), "--overwrite")
+    assert snapshot(run) == before
+    assert_clear_error(cli(train_cli.main, train_args(run, *tiny_settings()) + ["--overwrite"], capsys), "config.json")
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["a=2", "a.b=1"], "a.b"),
+    (["lr=\"abc\""], "lr"),
+    (["lambdas=5"], "lambdas"),
+    (["lambdas=[\"a\"]"], "lambdas"),
+    (["frame_weights=[]"], "frame_weights"),
+    (["lr_milestones=[\"x\"]"], "lr_milestones"),
+    (["layer_weight=null"], "layer_weight"),
+])
+def test_train_py_bad_values_are_one_line_before_anything_is_written(tmp_path, capsys, settings, message):
+    output = tmp_path / "run"
+    assert_clear_error(cli(train_cli.main, train_args(output, *tiny_settings(), *settings), capsys), message)
+    assert not output.exists()
+
+
+def test_frames_smaller_than_the_crop_anywhere_stop_the_run_before_it_starts(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "bikes_256x128", data / "a_large")
+    (data / "b_small").mkdir()
+    for k in range(1, 4):
+        with Image.open(DATA / "bikes_256x128" / f"im{k:05d}.png") as image:
+            image.crop((0, 0, 64, 64)).save(data / "b_small" / f"im{k:05d}.png")
+    output = tmp_path / "run"
+    result = cli(train_cli.main, train_args(output, *tiny_settings(data, crop=[96, 96], batch_size=2)), capsys)
+    assert_clear_error(result, "b_small", "smaller than the 96x96 crop")
+    assert not output.exists()
+
+
+def test_a_data_loader_worker_error_is_one_line(tmp_path, capsys):
+    """Frames whose headers are sound and whose pixels are cut short fail in a DataLoader worker."""
+    data = tmp_path / "data"
+    for name in ("a_clip", "b_clip"):
+        shutil.copytree(DATA / "bikes_256x128", data / name)
+    for frame in sorted((data / "b_clip").iterdir())[1:]:
+        frame.write_bytes(frame.read_bytes()[:2000])
+    output = tmp_path / "run"
+    status, _, err = cli(train_cli.main, train_args(output, *tiny_settings(data, num_workers=4, batch_size=2)), capsys)
+    assert_clear_error((status, "", err), "b_clip")
+    assert "Traceback" not in err and "Warning" not in err, err
+    assert not output.exists()
+
+
+def test_resume_uses_the_runs_own_configuration(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(train_cli.main, train_args(run, *tiny_settings()), capsys)[0] == 0
+    # the README's resume command after a run started with --set
+    status, out, err = cli(train_cli.main, ["-o", run, "--resume", "--set", "steps=2"], capsys)
+    assert status == 0 and "last step: step 2" in out, err
+    assert json.loads((run / "config.json").read_text())["steps"] == 2
+    before = snapshot(run)
+    assert_clear_error(cli(train_cli.main, ["-o", run, "--resume", "--set", "steps=3", "lr=0.5"], capsys), "lr")
+    result = cli(train_cli.main, ["--config", REPO / "train_configs" / "base.json", "-o", run, "--resume"], capsys)
+    assert_clear_error(result, "data.root")
+    assert snapshot(run) == before
+
+
+def test_fewer_clips_than_a_batch_is_said_right(tmp_path, capsys):
+    result = cli(train_cli.main, train_args(tmp_path / "run", *tiny_settings(DATA / "bikes_256x128",
+                                                                           batch_size=2)), capsys)
+    assert_clear_error(result, "1 clip is fewer than one batch of 2")

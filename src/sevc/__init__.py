@@ -4,11 +4,25 @@ Layers of the package: `numerics` (float and portable arithmetic), `nn` (buildin
 `entropy` (entropy coding), `models` (the paper's networks), `codec` (whole videos, bitstreams,
 files), `io` (frames and outputs), `eval` (metrics, test.py, BD-rate), `training`, and `cli`
 (the command-line tools).
+
+The names below are imported when first used, so that `import sevc.cli.launch` (what the tools
+start with) does not load PyTorch before the tools handle Ctrl-C.
 """
-from .codec.schedule import FrameSchedule
-from .codec.video import VideoCodec
-from .models import SEVC, IntraNoAR, Rate, load_checkpoint, load_models
-from .numerics import Numerics
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["FrameSchedule", "IntraNoAR", "Numerics", "Rate", "SEVC", "VideoCodec", "load_checkpoint", "load_models"]
+_EXPORTS = {"FrameSchedule": "codec.schedule", "VideoCodec": "codec.video", "SEVC": "models", "IntraNoAR": "models",
+            "Rate": "models", "load_checkpoint": "models", "load_models": "models", "Numerics": "numerics"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sevc' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

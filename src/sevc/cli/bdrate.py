@@ -8,10 +8,10 @@ from typing import Dict, List, Optional
 from ..errors import ReportError
 from ..eval.bd_rate import (Results, check_comparable, load_results, not_comparable_messages, parse_named,
                             summarize, write_report)
-from ..io.outputs import Layout, atomic_dir
+from ..io.outputs import OutputKind, atomic_dir, check_folder
 from .common import ArgumentParser, add_overwrite_arg, run
 
-REPORT_LAYOUT = Layout(files=(r"bd_rate\.json", r"bd_rate\.md", r"rd_.*_(psnr|msssim)\.png"))
+REPORT = OutputKind("a BD-rate report", r"bd_rate\.(json|md)")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -37,13 +37,15 @@ def load_tests(values: List[str], anchor_name: str) -> Dict[str, Results]:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     (anchor_name, anchor_path), = parse_named([args.anchor])
+    inputs = [anchor_path, *(path for _, path in parse_named(args.test))]
+    check_folder(args.output_path, REPORT, args.overwrite, inputs)
     anchor = load_results(anchor_path)
     tests = load_tests(args.test, anchor_name)
     summary = summarize(anchor_name, anchor, tests)
     for message in not_comparable_messages(summary, anchor_name):
         print(f"warning: {message}", file=sys.stderr)
     check_comparable(summary)
-    with atomic_dir(args.output_path, REPORT_LAYOUT, args.overwrite) as out:
+    with atomic_dir(args.output_path, REPORT, args.overwrite, inputs) as out:
         write_report(anchor_name, anchor, tests, summary, out)
         print((out / "bd_rate.md").read_text(), end="")
     print(f"written to {args.output_path}")

@@ -4,28 +4,26 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
 
+from .. import memory
 from ..codec.schedule import DEFAULT_REFRESH_INTERVAL
 from ..errors import SevcError
 from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES
 from ..models.loading import Models, anchor_count, load_models
 from ..models.stand_in import STAND_IN_ANCHORS, stand_in_models
 from ..numerics import Numerics
+from ..signals import handling, stop_status
 
-EXIT_TERMINATED = 128 + signal.SIGTERM
+INT32 = (-2 ** 31, 2 ** 31 - 1)
+UINT32 = (0, 2 ** 32 - 1)
 _TORCH_THREADS = torch.get_num_threads()  # PyTorch's default: the cores, or OMP_NUM_THREADS
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like KeyboardInterrupt, so partial outputs are cleaned up."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -33,6 +31,19 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise SevcError(f"{message} (see {self.prog} --help)")
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high (e.g. what a fixed-width header field holds)."""
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+    return integer
 
 
 def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
@@ -70,16 +81,17 @@ def add_model_args(parser: argparse.ArgumentParser, cuda_default: Optional[bool]
                         help="run on GPU (default: " + ("auto" if cuda_default is None else str(cuda_default)) + ")")
     parser.add_argument("--ec_thread", type=str2bool, nargs="?", const=True, default=False,
                         help="entropy-code in a background thread")
-    parser.add_argument("--stream_part_i", type=int, default=1, help="parallel rANS parts, I-frames (1..16)")
-    parser.add_argument("--stream_part_p", type=int, default=1, help="parallel rANS parts, P-frames (1..16)")
-    parser.add_argument("--refresh_interval", type=int, default=DEFAULT_REFRESH_INTERVAL, help="reset the propagated features every N frames")
+    parser.add_argument("--stream_part_i", type=int_in(1, 16), default=1, help="parallel rANS parts, I-frames (1..16)")
+    parser.add_argument("--stream_part_p", type=int_in(1, 16), default=1, help="parallel rANS parts, P-frames (1..16)")
+    parser.add_argument("--refresh_interval", type=int_in(1, UINT32[1]), default=DEFAULT_REFRESH_INTERVAL,
+                        help="reset the propagated features every N frames")
     add_threads_arg(parser)
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, help="CPU threads (default: 1 in float numerics, as published; in "
-                                                    "portable numerics what PyTorch would use (OMP_NUM_THREADS), at "
-                                                    "most the cores this process may use)")
+    parser.add_argument("--threads", type=int_in(1, 1 << 16), help="CPU threads (default: 1 in float numerics, as "
+                        "published; in the portable modes what PyTorch would use (OMP_NUM_THREADS), at most the "
+                        "cores this process may use)")
 
 
 def add_input_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -101,18 +113,14 @@ def source_type(args: argparse.Namespace) -> str:
     return "png" if os.path.isdir(args.input_path) else "yuv420"
 
 
-def check_model_args(args: argparse.Namespace) -> None:
+def _check_stand_in(args: argparse.Namespace) -> None:
     if args.stand_in is not None and (args.i_frame_model_path or args.p_frame_model_path):
         raise SevcError("--stand_in replaces the checkpoints: drop --i_frame_model_path / --p_frame_model_path")
-    for flag in ("stream_part_i", "stream_part_p"):
-        if not 1 <= getattr(args, flag) <= 16:
-            raise SevcError(f"--{flag} must be in 1..16, got {getattr(args, flag)}")
-    if args.refresh_interval is not None and args.refresh_interval < 1:
-        raise SevcError(f"--refresh_interval must be positive, got {args.refresh_interval}")
 
 
 def models_of(args: argparse.Namespace, device: str) -> Models:
     """The models the model flags name: the checkpoints, or stand-in weights with --stand_in."""
+    _check_stand_in(args)
     coders = dict(ec_thread=args.ec_thread, stream_part_i=args.stream_part_i, stream_part_p=args.stream_part_p)
     if args.stand_in is not None:
         return stand_in_models(args.stand_in, device, **coders)
@@ -121,6 +129,7 @@ def models_of(args: argparse.Namespace, device: str) -> Models:
 
 def anchors_of(args: argparse.Namespace) -> int:
     """How many q anchors the models the model flags name hold."""
+    _check_stand_in(args)
     return STAND_IN_ANCHORS if args.stand_in is not None else anchor_count(args.i_frame_model_path)
 
 
@@ -138,11 +147,9 @@ def usable_cores() -> int:
 
 def thread_count(requested: Optional[int], numerics: Numerics = Numerics.FLOAT, workers: int = 1) -> int:
     """CPU threads per process: `requested` (--threads) if given; else 1 in float numerics (the
-    published set-up), and in portable numerics PyTorch's own default (which follows
+    published set-up), and in the portable modes PyTorch's own default (which follows
     OMP_NUM_THREADS), capped at the usable cores and shared among `workers` processes."""
     if requested is not None:
-        if requested < 1:
-            raise SevcError(f"--threads must be at least 1, got {requested}")
         return requested
     if numerics is Numerics.FLOAT:
         return 1
@@ -166,8 +173,8 @@ def deterministic(threads: int = 1) -> None:
     (see `thread_count`).
 
     In float numerics, encoder and decoder must compute the same entropy-model scales bit for bit;
-    one thread makes that hold across runs and machines of the same kind. Portable numerics
-    computes the same bits with any number of threads.
+    one thread makes that hold across runs and machines of the same kind. The portable modes
+    compute the same bits with any number of threads.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
@@ -176,6 +183,13 @@ def deterministic(threads: int = 1) -> None:
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+
+
+def warn_memory(width: int, height: int, numerics: Numerics, device: str) -> None:
+    """Say up front (a `warning:` line) when coding width x height frames will likely run out of memory."""
+    message = memory.shortfall(width, height, numerics, device)
+    if message:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -188,35 +202,40 @@ def plain_warnings() -> None:
         warnings.showwarning = _show_warning
 
 
-def _terminate(signum, frame) -> None:
-    raise Terminated()
-
-
 def run(main: Callable[[Optional[List[str]]], int], argv: Optional[List[str]] = None) -> int:
-    """Run a tool's `main`, turning bad input into one line on stderr and exit status 1, and
-    SIGINT / SIGTERM into a clean stop (partial outputs removed) with status 130 / 143.
+    """Run a tool's `main`, turning bad input (and running out of memory) into one line on stderr
+    and exit status 1, and SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 into a clean stop (partial
+    outputs removed) with status 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
 
     Set SEVC_DEBUG=1 to see the full traceback instead.
     """
-    previous = signal.signal(signal.SIGTERM, _terminate)
     threads = torch.get_num_threads()
     shown = warnings.showwarning
     plain_warnings()
-    try:
-        return main(argv)
-    except (SevcError, ValueError, OSError) as exc:
-        if os.environ.get("SEVC_DEBUG"):
-            raise
-        message = exc.strerror + f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        torch.set_num_threads(threads)
-        warnings.showwarning = shown
+    with handling():
+        try:
+            return main(argv)
+        except BaseException as exc:  # bad input, running out of memory, a signal: one line; others go on
+            outcome = _outcome(exc)
+            if outcome is None or (outcome[1] == 1 and os.environ.get("SEVC_DEBUG")):
+                raise
+            print(outcome[0], file=sys.stderr)
+            return outcome[1]
+        finally:
+            torch.set_num_threads(threads)
+            warnings.showwarning = shown
+
+
+def _outcome(exc: BaseException) -> Optional[Tuple[str, int]]:
+    """(the line to print, the exit status) of a tool stopped by `exc`; None for a bug."""
+    stopped = stop_status(exc)
+    if stopped is not None:
+        return stopped
+    if memory.is_out_of_memory(exc):
+        detail = f" ({exc})" if str(exc) else ""
+        return f"error: out of memory{detail}; use smaller frames or a machine with more memory", 1
+    if isinstance(exc, OSError) and exc.filename:
+        return f"error: {exc.strerror}: {exc.filename}", 1
+    if isinstance(exc, (SevcError, ValueError, OSError)):
+        return f"error: {exc}", 1
+    return None

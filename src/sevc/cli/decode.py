@@ -12,16 +12,17 @@ from typing import Iterator, List, Optional
 
 import torch
 
+from .. import memory
 from ..codec.bitstream import Stream, StreamHeader, open_stream
+from ..codec.files import DECODED, decode_to_folder, decoded_layers
 from ..codec.schedule import DEFAULT_REFRESH_INTERVAL
 from ..errors import SevcError
-from ..codec.files import DECODED_LAYOUT, decode_to_folder, decoded_layers
 from ..eval.metrics import psnr
 from ..io.frames import read_frames
-from ..io.outputs import check_folder_path
+from ..io.outputs import check_folder
 from ..numerics import describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg,
-                     check_model_args, deterministic, devices, models_of, progress, run, source_type, thread_count)
+from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg, deterministic,
+                     devices, models_of, progress, run, source_type, thread_count, warn_memory)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -64,18 +65,22 @@ def _written(header: StreamHeader, skim: bool) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    check_model_args(args)
-    check_folder_path(args.output_path, DECODED_LAYOUT, args.overwrite)
+    inputs = [args.bin_path, *([args.input_path] if args.input_path else [])]
+    check_folder(args.output_path, DECODED, args.overwrite, inputs)
     stream = _open(args)
     header = stream.header
-    deterministic(thread_count(args.threads, header.numerics))
-    models = models_of(args, devices(args.cuda)[0])
     sources = _sources(args, header)
+    device = devices(args.cuda)[0]
+    warn_memory(header.width, header.height, header.numerics, device)
+    deterministic(thread_count(args.threads, header.numerics))
+    models = models_of(args, device)
     yuv = (args.yuv_matrix, args.yuv_range) if args.yuv else None
     pixels = header.width * header.height
     psnrs: List[float] = []
-    with progress(header.frame_count, "frame", args.quiet) as bar:
-        for frame, size in decode_to_folder(models, stream, args.output_path, args.skim, yuv, args.overwrite):
+    with memory.guard(header.width, header.height, header.numerics, device), \
+            progress(header.frame_count, "frame", args.quiet) as bar:
+        for frame, size in decode_to_folder(models, stream, args.output_path, args.skim, yuv, args.overwrite,
+                                            inputs):
             status = "" if args.skim else f"{size * 8 / pixels:.4f} bpp"
             if sources is not None and frame.full is not None:
                 psnrs.append(float(psnr(frame.full, next(sources).to(models.device))))

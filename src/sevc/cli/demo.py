@@ -19,9 +19,10 @@ from ..eval.metrics import psnr
 from ..io.frames import count_png_frames, read_png_folder
 from ..io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
+from ..models.rate import FINE_LEVELS
 from ..models.stand_in import stand_in_models
 from ..numerics import Numerics
-from .common import (ArgumentParser, add_quiet_arg, add_threads_arg, deterministic, devices, progress, run,
+from .common import (ArgumentParser, add_quiet_arg, add_threads_arg, deterministic, devices, int_in, progress, run,
                      thread_count)
 from .encode import summary
 
@@ -29,7 +30,7 @@ from .encode import summary
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = ArgumentParser(description="SEVC demo: encode and decode the bundled sample clip")
     parser.add_argument("-o", "--output_path", default="out/demo", help="output folder (default out/demo)")
-    parser.add_argument("-q", "--qp", type=int, default=32, help="q level 0..63 (default 32)")
+    parser.add_argument("-q", "--qp", type=int_in(0, FINE_LEVELS - 1), default=32, help="q level 0..63 (default 32)")
     parser.add_argument("--ckpt_dir", default="ckpt", help="folder with the official checkpoints")
     parser.add_argument("--cuda", action="store_true", help="run on GPU")
     parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="portable",

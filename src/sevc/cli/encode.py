@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from .. import memory
 from ..codec.bitstream import StreamHeader
 from ..codec.files import FORMATS, FrameStats, check_stream_path, encode_file, stream_size
 from ..errors import SevcError
@@ -20,9 +21,9 @@ from ..io.frames import available_frames, read_frames
 from ..limits import MAX_FRAMES, check_frame_size
 from ..models.rate import FINE_LEVELS
 from ..numerics import Numerics, Precision, describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg,
-                     check_model_args, deterministic, devices, models_of, progress, run, source_type, str2bool,
-                     thread_count)
+from .common import (INT32, ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg,
+                     deterministic, devices, int_in, models_of, progress, run, source_type, str2bool, thread_count,
+                     warn_memory)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -31,9 +32,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_model_args(parser)
     parser.add_argument("--width", type=int, required=True)
     parser.add_argument("--height", type=int, required=True)
-    parser.add_argument("-q", "--qp", type=int, required=True, help="q level, 0 (lowest rate) .. 63")
+    parser.add_argument("-q", "--qp", type=int_in(0, FINE_LEVELS - 1), required=True,
+                        help="q level, 0 (lowest rate) .. 63")
     parser.add_argument("-f", "--frames", type=int, default=-1, help="frames to encode (-1: all)")
-    parser.add_argument("--ip", type=int, default=-1, help="intra period (-1: only the first frame)")
+    parser.add_argument("--ip", type=int_in(*INT32), default=-1, help="intra period (-1: only the first frame)")
     parser.add_argument("--fast", type=str2bool, default=False, help="base layer only (4x-downsampled video)")
     parser.add_argument("-b", "--bin_path", type=str, help="output: a file for sevc (default out.sevc), "
                                                             "a folder for official (default out_bin)")
@@ -51,10 +53,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _frame_count(args: argparse.Namespace) -> int:
     """Validate the arguments; the number of frames to encode."""
-    check_model_args(args)
     check_frame_size(args.width, args.height)
-    if not 0 <= args.qp < FINE_LEVELS:
-        raise SevcError(f"-q/--qp must be in 0..{FINE_LEVELS - 1}, got {args.qp}")
     if args.frames == 0 or args.frames < -1 or args.frames > MAX_FRAMES:
         raise SevcError(f"-f/--frames must be in 1..{MAX_FRAMES} or -1 (all), got {args.frames}")
     available = available_frames(args.input_path, source_type(args), args.width, args.height)
@@ -102,15 +101,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode, precision = arithmetic_of(args)
     bin_path = Path(args.bin_path or ("out_bin" if args.format == "official" else "out.sevc"))
     check_stream_path(bin_path, args.format, args.overwrite, [args.input_path])
+    device = devices(args.cuda)[0]
+    warn_memory(args.width, args.height, mode, device)
     deterministic(thread_count(args.threads, mode))
-    models = models_of(args, devices(args.cuda)[0])
+    models = models_of(args, device)
     header = StreamHeader(args.width, args.height, args.qp, args.ip, args.refresh_interval, args.fast, frame_count,
                           models.weights_id, mode, precision)
     sources = read_frames(args.input_path, source_type(args), args.width, args.height, frame_count,
                           args.yuv_matrix, args.yuv_range)
     pixels = args.width * args.height
     stats: List[FrameStats] = []
-    with progress(frame_count, "frame", args.quiet) as bar:
+    with memory.guard(args.width, args.height, mode, device), progress(frame_count, "frame", args.quiet) as bar:
         for frame in encode_file(models, sources, header, bin_path, args.format, args.overwrite, [args.input_path]):
             stats.append(frame)
             bar.set_postfix_str(frame_status(frame, pixels))

@@ -1,8 +1,9 @@
 """test.py: rate-distortion evaluation of a test configuration (estimated bits, as published).
 
 Every (sequence, rate) pair is one job; `--worker N` runs them in N processes, each with its
-own copy of the models, on the GPUs round-robin (`--cuda 1`) or on the CPU. A failing sequence
-is reported by name; the others still finish and are written.
+own copy of the models, on the GPUs round-robin (`--cuda 1`) or on the CPU. Every sequence's
+input is checked before the first job; a sequence failing while it runs is reported by name, the
+others still finish and are written (nothing is written when every job fails).
 """
 from __future__ import annotations
 
@@ -10,19 +11,23 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
+import signal
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
 from tqdm import tqdm
 
+from .. import memory
 from ..errors import SevcError
-from ..eval.evaluation import Job, evaluate_sequence, load_test_config, rates_to_test
-from ..io.outputs import atomic_file, check_file_path, is_json_object
+from ..eval.evaluation import (ConfigSequence, Job, check_sources, evaluate_sequence, is_result_file,
+                               load_test_config, rates_to_test)
+from ..io.outputs import atomic_file, check_file
 from ..models.loading import compile_transforms
+from ..models.rate import Rate
 from ..numerics import Numerics, Precision
-from .common import (ArgumentParser, add_model_args, add_overwrite_arg, anchors_of, check_model_args, deterministic,
-                     devices, models_of, plain_warnings, run, thread_count)
+from .common import (ArgumentParser, add_model_args, add_overwrite_arg, add_quiet_arg, anchors_of, deterministic,
+                     devices, models_of, plain_warnings, progress, run, thread_count, warn_memory)
 
 _MODELS = None  # (i_frame, p_frame) of this process
 
@@ -43,11 +48,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="float",
                         help="float (the published arithmetic and numbers) or portable (sevc's bit-exact mode)")
     add_overwrite_arg(parser)
+    add_quiet_arg(parser)
     return parser.parse_args(argv)
 
 
-def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> None:
+def _init_worker(args: argparse.Namespace, device_list: List[str], counter, pool: bool = False) -> None:
+    """Load this process's models; in a pool's worker Ctrl-C is left to the main process, which stops the workers."""
     global _MODELS
+    if pool:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     plain_warnings()
     deterministic(thread_count(args.threads, Numerics.named(args.numerics), args.worker))
     with counter.get_lock():
@@ -59,20 +68,19 @@ def _init_worker(args: argparse.Namespace, device_list: List[str], counter) -> N
 
 
 def _run_job(job: Job, args: argparse.Namespace) -> Tuple[Job, Optional[Dict], Optional[str]]:
+    seq, numerics = job.sequence, Numerics.named(args.numerics)
     try:
-        return job, evaluate_sequence(_MODELS, job, refresh_interval=args.refresh_interval,
-                                      numerics=Numerics.named(args.numerics),
-                                      precision=Precision.named(args.precision)), None
+        with memory.guard(seq.width, seq.height, numerics, _MODELS.device):
+            return job, evaluate_sequence(_MODELS, job, refresh_interval=args.refresh_interval, numerics=numerics,
+                                          precision=Precision.named(args.precision)), None
     except (SevcError, ValueError, OSError, RuntimeError) as exc:
         return job, None, f"{type(exc).__name__}: {exc}" if isinstance(exc, RuntimeError) else str(exc)
 
 
-def _jobs(args: argparse.Namespace, anchor_num: int) -> List[Job]:
-    rates = rates_to_test(args.rate_num, anchor_num, args.i_frame_q_indexes, args.p_frame_q_indexes)
+def _jobs(args: argparse.Namespace, sequences: List[ConfigSequence], rates: List[Tuple[Rate, Rate]]) -> List[Job]:
     kind = "checkpoint anchors" if rates[0][0].anchor else "q indexes"
     print(f"testing {args.rate_num} rates, {kind}: I {[i.index for i, _ in rates]}, P {[p.index for _, p in rates]}")
-    return [Job(seq, k, i_rate, p_rate) for seq in load_test_config(args.test_config)
-            for k, (i_rate, p_rate) in enumerate(rates)]
+    return [Job(seq, k, i_rate, p_rate) for seq in sequences for k, (i_rate, p_rate) in enumerate(rates)]
 
 
 def _execute(args, jobs: List[Job], device_list: List[str]):
@@ -84,7 +92,7 @@ def _execute(args, jobs: List[Job], device_list: List[str]):
     context = multiprocessing.get_context("spawn")
     counter = context.Value("i", 0)
     pool = concurrent.futures.ProcessPoolExecutor(args.worker, mp_context=context, initializer=_init_worker,
-                                                  initargs=(args, device_list, counter))
+                                                  initargs=(args, device_list, counter, True))
     try:
         futures = [pool.submit(_run_job, job, args) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
@@ -106,25 +114,31 @@ def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     begin = time.time()
     args = parse_args(argv)
-    check_model_args(args)
     if args.worker < 1:
         raise SevcError(f"--worker must be at least 1, got {args.worker}")
     if args.ratio != 4:
         raise SevcError("SEVC's base layer is 4x downsampled; --ratio must be 4")
     if args.numerics == "portable" and (args.precision != "fp32" or args.compile):
         raise SevcError("--numerics portable computes in float64: --precision and --compile apply to float numerics")
-    check_file_path(args.output_path, is_json_object, args.overwrite, [args.test_config])
-    deterministic(thread_count(args.threads, Numerics.named(args.numerics), args.worker))
+    check_file(args.output_path, is_result_file, args.overwrite, [args.test_config])
+    rates = rates_to_test(args.rate_num, anchors_of(args), args.i_frame_q_indexes, args.p_frame_q_indexes)
+    sequences = load_test_config(args.test_config)
+    inputs = [args.test_config, *(seq.source for seq in sequences)]
+    check_file(args.output_path, is_result_file, args.overwrite, inputs)
+    check_sources(sequences)
     device_list = devices(args.cuda)
-    jobs = _jobs(args, anchors_of(args))
+    largest = max(sequences, key=lambda seq: seq.width * seq.height)
+    warn_memory(largest.width, largest.height, Numerics.named(args.numerics), device_list[0])
+    deterministic(thread_count(args.threads, Numerics.named(args.numerics), args.worker))
+    jobs = _jobs(args, sequences, rates)
     results: Dict[Tuple[str, str, int], Dict] = {}
     failures = []
-    with tqdm(total=len(jobs), unit="job", file=sys.stderr) as bar:
+    with progress(len(jobs), "job", args.quiet) as bar:
         for job, record, error in _execute(args, jobs, device_list):
             seq = job.sequence
             if error is None:
                 results[(seq.dataset, seq.name, job.rate_index)] = record
-                bar.set_postfix_str(f"{seq.name} q{job.rate_index}: {record['ave_all_frame_bpp']:.4f} bpp "
+                bar.set_postfix_str(f"{job.label}: {record['ave_all_frame_bpp']:.4f} bpp "
                                     f"{record['ave_all_frame_psnr']:.2f} dB")
             else:
                 failures.append(f"{seq.dataset}/{seq.name} rate {job.rate_index}: {error}")
@@ -135,12 +149,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         key = (job.sequence.dataset, job.sequence.name, job.rate_index)
         if key in results:
             log.setdefault(key[0], {}).setdefault(key[1], {})[f"{key[2]:03d}"] = results[key]
-    with atomic_file(args.output_path, is_json_object, args.overwrite, [args.test_config]) as path:
-        path.write_text(json.dumps(log, indent=2))
+    if log:
+        with atomic_file(args.output_path, is_result_file, args.overwrite, inputs) as path:
+            path.write_text(json.dumps(log, indent=2))
     tested = [job for job in jobs if (job.sequence.dataset, job.sequence.name, job.rate_index) in results]
-    sequences = len({(job.sequence.dataset, job.sequence.name) for job in tested})
-    print(f"tested {sum(job.sequence.frames for job in tested)} frames ({sequences} sequences, {len(tested)} of "
-          f"{len(jobs)} sequence-rate jobs) in {(time.time() - begin) / 60:.1f} min; results in {args.output_path}")
+    count = len({(job.sequence.dataset, job.sequence.name) for job in tested})
+    written = f"results in {args.output_path}" if log else "no results written"
+    print(f"tested {sum(job.sequence.frames for job in tested)} frames ({count} sequences, {len(tested)} of "
+          f"{len(jobs)} sequence-rate jobs) in {(time.time() - begin) / 60:.1f} min; {written}")
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else 0

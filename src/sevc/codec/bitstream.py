@@ -18,19 +18,22 @@ bits on every machine) and `precision` the precision of float numerics (`sevc.nu
 a precision or a flag it does not know. `weights_id` identifies the weights (see
 `sevc.models.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame
 sizes and counts are limited (`sevc.limits`) and checked before anything is decoded; frames are
-read one at a time, and skim decoding seeks past enhancement payloads without reading them.
+read one at a time, and skim decoding seeks past enhancement payloads without reading them. A
+payload may not be longer than a frame of the header's size codes to (`sevc.limits.max_payload_bytes`).
 
 **official layout** (what the published encoder.py writes): a folder with `headers.bin`
 (intra_period i32, height u32, width u32, q_index u32, fast u32) and one file `N.bin` per frame
 `N = 0, 1, ...`: an I-frame or fast P-frame is `length u32 | payload`, a full P-frame two of them
 (base layer, enhancement layer). It has no checksums, no frame count (the frames are the `N.bin`
-files, which must be numbered without gaps) and no numerics mode: it is always float.
+files, which must be numbered without gaps) and no numerics mode: it is always float. Every file
+is checked to be a regular file of at most the size its frame may have before anything is decoded.
 """
 from __future__ import annotations
 
 import os
 import re
 import struct
+import sys
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
@@ -38,7 +41,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, List, Sequence, Tuple
 
 from ..errors import BitstreamError
-from ..limits import LimitError, check_frame_count, check_frame_size
+from ..io.reading import check_regular, open_regular, read_bounded
+from ..limits import LimitError, check_frame_count, check_frame_size, max_payload_bytes
 from ..models.rate import FINE_LEVELS, Rate
 from ..numerics import Numerics, Precision
 from .schedule import DEFAULT_REFRESH_INTERVAL, FrameSchedule
@@ -213,14 +217,18 @@ class SevcStream(Stream):
     def __init__(self, path: Path, skip_enhancement: bool = False):
         self.path = path
         self.skip_enhancement = skip_enhancement
-        with open(path, "rb") as file:
+        with self._open() as file:
             self.size = os.fstat(file.fileno()).st_size
             header, self._chain = self._read_header(file)
         super().__init__(header, "sevc")
+        self._payload_limit = max_payload_bytes(header.width, header.height)
         smallest = _HEADER.size + _CRC.size + header.packet_count() * (_PACKET.size + _CRC.size)
         if smallest > self.size:
             raise BitstreamError(f"stream is truncated: its header announces {header.frame_count} frames, "
                                  f"which take at least {smallest} bytes, but the file has {self.size}")
+
+    def _open(self):
+        return open_regular(self.path, "sevc stream", BitstreamError, sys.maxsize)
 
     @staticmethod
     def _read_header(file: BinaryIO) -> Tuple[StreamHeader, int]:
@@ -245,7 +253,7 @@ class SevcStream(Stream):
 
     def frames(self) -> Iterator[Frame]:
         chain = self._chain
-        with open(self.path, "rb") as file:
+        with self._open() as file:
             file.seek(_HEADER.size + _CRC.size)
             for index in range(self.header.frame_count):
                 frame = []
@@ -263,6 +271,9 @@ class SevcStream(Stream):
         kind, length = _PACKET.unpack(head)
         if kind != expected:
             raise BitstreamError(f"frame {index}: expected {expected.label} packet, found type {kind}")
+        if length > self._payload_limit:
+            raise BitstreamError(f"frame {index}: {expected.label} packet announces {length} bytes, more than a "
+                                 f"{self.header.width}x{self.header.height} frame codes to ({self._payload_limit})")
         if file.tell() + length + _CRC.size > self.size:
             raise BitstreamError(f"stream is truncated (in frame {index})")
         if skip:
@@ -281,16 +292,21 @@ class OfficialStream(Stream):
     def __init__(self, folder: Path, refresh_interval: int = DEFAULT_REFRESH_INTERVAL):
         self.folder = folder
         header_file = folder / OFFICIAL_HEADER_FILE
-        if header_file.stat().st_size != _OFFICIAL_HEADER.size:
-            raise BitstreamError(f"{header_file} has {header_file.stat().st_size} bytes, "
-                                 f"expected {_OFFICIAL_HEADER.size}")
-        intra_period, height, width, q_index, fast = _OFFICIAL_HEADER.unpack(header_file.read_bytes())
+        data = read_bounded(header_file, "stream header", BitstreamError, _OFFICIAL_HEADER.size)
+        if len(data) != _OFFICIAL_HEADER.size:
+            raise BitstreamError(f"{header_file} has {len(data)} bytes, expected {_OFFICIAL_HEADER.size}")
+        intra_period, height, width, q_index, fast = _OFFICIAL_HEADER.unpack(data)
         if fast not in (0, 1):
             raise BitstreamError(f"{header_file}: invalid fast flag {fast}")
         header = StreamHeader(width, height, q_index, intra_period, refresh_interval, bool(fast),
                               self._frame_count(folder))
         header.validate()
         super().__init__(header, "official")
+        for index in range(header.frame_count):
+            size = check_regular(folder / f"{index}.bin", "stream frame", BitstreamError).st_size
+            if size > self._frame_limit(index):
+                raise BitstreamError(f"{folder / f'{index}.bin'} has {size} bytes, more than a {width}x{height} "
+                                     f"frame codes to ({self._frame_limit(index)})")
 
     @staticmethod
     def _frame_count(folder: Path) -> int:
@@ -308,13 +324,19 @@ class OfficialStream(Stream):
             raise BitstreamError(f"{folder} lacks frame {missing} ({missing}.bin) but holds {max(numbers)}.bin")
         return len(numbers)
 
+    def _frame_limit(self, index: int) -> int:
+        """The most bytes the file of frame `index` may have."""
+        parts = len(self.header.frame_packets(index))
+        return parts * (_LENGTH.size + max_payload_bytes(self.header.width, self.header.height))
+
     def frames(self) -> Iterator[Frame]:
         for index in range(self.header.frame_count):
-            yield self._read_frame(self.folder / f"{index}.bin", len(self.header.frame_packets(index)))
+            path = self.folder / f"{index}.bin"
+            data = read_bounded(path, "stream frame", BitstreamError, self._frame_limit(index))
+            yield self._parse_frame(path, data, len(self.header.frame_packets(index)))
 
     @staticmethod
-    def _read_frame(path: Path, parts: int) -> Frame:
-        data = path.read_bytes()
+    def _parse_frame(path: Path, data: bytes, parts: int) -> Frame:
         payloads, offset = [], 0
         for _ in range(parts):
             if offset + _LENGTH.size > len(data):
@@ -337,7 +359,7 @@ def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh
     """
     path = Path(path)
     if path.is_dir():
-        if not (path / OFFICIAL_HEADER_FILE).is_file():
+        if not os.path.lexists(path / OFFICIAL_HEADER_FILE):
             raise BitstreamError(f"{path} is a folder without {OFFICIAL_HEADER_FILE}: not an SEVC stream")
         return OfficialStream(path, refresh_interval)
     if not path.exists():
@@ -345,3 +367,13 @@ def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh
     if not path.is_file():
         raise BitstreamError(f"{path} is not a regular file: not an SEVC stream")
     return SevcStream(path, skip_enhancement)
+
+
+def is_sevc_stream(path: str | os.PathLike) -> bool:
+    """Whether `path` is a sevc stream by its whole header: magic, version, CRC, every field one
+    a decoder accepts, and a size that can hold the frames it announces."""
+    try:
+        SevcStream(Path(path))
+    except (BitstreamError, OSError):
+        return False
+    return True

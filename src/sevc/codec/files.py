@@ -1,14 +1,16 @@
 """The file codec: encode frames into a bitstream file (either format) and decode one into frames,
 PNG folders and YUV files. What encoder.py, decoder.py, the demo and the benchmarks run.
 
-Every output is written atomically and safely (`sevc.io.outputs`): complete or not at all, and
-never over what sevc did not write unless `overwrite` is given.
+Every output is written atomically and safely (`sevc.io.outputs`): complete or not at all, never
+over what sevc did not write unless `overwrite` is given (and in a folder, never over it at all),
+and never over an input of the run.
 """
 from __future__ import annotations
 
 import contextlib
 import itertools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -18,15 +20,14 @@ import torch
 from ..errors import CheckpointError
 from ..eval.metrics import psnr
 from ..io.frames import rgb_to_yuv420, write_png, yuv420_frame_bytes
-from ..io.outputs import Layout, atomic_dir, atomic_file, check_file_path, check_folder_path, starts_with
+from ..io.outputs import OutputKind, atomic_dir, atomic_file, check_file, check_folder
 from ..models.loading import Models
-from .bitstream import MAGIC, Frame, OfficialWriter, SevcWriter, Stream, StreamHeader
+from .bitstream import Frame, OfficialWriter, SevcWriter, Stream, StreamHeader, is_sevc_stream
 from .video import DecodedFrame, VideoCodec
 
 FORMATS = ("sevc", "official")
-OFFICIAL_LAYOUT = Layout(files=(r"headers\.bin", r"(0|[1-9][0-9]*)\.bin"))
-PICTURES = Layout(files=(r"im[0-9]{5,}\.png",))
-DECODED_LAYOUT = Layout(files=(r"(full|skim)\.yuv",), folders={"full": PICTURES, "skim": PICTURES})
+OFFICIAL = OutputKind("an official stream", r"headers\.bin|[0-9]+\.bin")
+DECODED = OutputKind("a decoded video", r"(full|skim)(/im[0-9]+\.png)?|(full|skim)\.yuv")
 Writer = Union[SevcWriter, OfficialWriter]
 
 
@@ -43,9 +44,9 @@ class FrameStats:
 def check_stream_path(path: str | os.PathLike, fmt: str, overwrite: bool = False, inputs: Sequence[str] = ()) -> None:
     """Raise OutputError unless a stream of format `fmt` may be written at `path` (see `open_writer`)."""
     if fmt == "official":
-        check_folder_path(path, OFFICIAL_LAYOUT, overwrite)
+        check_folder(path, OFFICIAL, overwrite, inputs)
     else:
-        check_file_path(path, starts_with(MAGIC), overwrite, inputs)
+        check_file(path, is_sevc_stream, overwrite, inputs)
 
 
 @contextlib.contextmanager
@@ -56,10 +57,10 @@ def open_writer(path: str | os.PathLike, header: StreamHeader, fmt: str = "sevc"
     if fmt not in FORMATS:
         raise ValueError(f"unknown bitstream format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt == "official":
-        with atomic_dir(path, OFFICIAL_LAYOUT, overwrite) as folder:
+        with atomic_dir(path, OFFICIAL, overwrite, inputs) as folder:
             yield OfficialWriter(folder, header)
     else:
-        with atomic_file(path, starts_with(MAGIC), overwrite, inputs) as temporary, open(temporary, "wb") as file:
+        with atomic_file(path, is_sevc_stream, overwrite, inputs) as temporary, open(temporary, "wb") as file:
             yield SevcWriter(file, header)
 
 
@@ -82,7 +83,7 @@ def stream_size(path: str | os.PathLike) -> int:
     """Bytes of a written stream: the sevc file, or all files of an official stream folder."""
     path = Path(path)
     if path.is_dir():
-        return sum(entry.stat().st_size for entry in path.iterdir() if OFFICIAL_LAYOUT.owns_file(entry.name))
+        return sum(entry.stat().st_size for entry in path.iterdir() if re.fullmatch(OFFICIAL.reserved, entry.name))
     return path.stat().st_size
 
 
@@ -135,13 +136,15 @@ def decoded_layers(header: StreamHeader, skim: bool) -> Tuple[str, ...]:
 
 
 def decode_to_folder(models: Models, stream: Stream, path: str | os.PathLike, skim: bool = False,
-                     yuv: Optional[Tuple[str, str]] = None, overwrite: bool = False) -> Iterator[Tuple[DecodedFrame, int]]:
+                     yuv: Optional[Tuple[str, str]] = None, overwrite: bool = False,
+                     inputs: Sequence[str | os.PathLike] = ()) -> Iterator[Tuple[DecodedFrame, int]]:
     """Decode an opened stream into the folder `path` (see DecodedFolder), yielding each frame and
-    its size in bytes as it is written. The folder's contents appear when the last frame is in."""
+    its size in bytes as it is written. The folder's contents appear when the last frame is in;
+    `inputs` (the stream, the source frames) are never written."""
     if yuv:
         yuv420_frame_bytes(stream.header.width, stream.header.height)
         yuv420_frame_bytes(stream.header.width // 4, stream.header.height // 4)
-    with atomic_dir(path, DECODED_LAYOUT, overwrite) as folder:
+    with atomic_dir(path, DECODED, overwrite, inputs) as folder:
         output = DecodedFolder(folder, decoded_layers(stream.header, skim), yuv)
         for frame, size in decode_stream(models, stream, skim):
             output.write(frame)

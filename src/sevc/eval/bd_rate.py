@@ -27,6 +27,7 @@ import numpy as np
 from bd_metric.bjontegaard_metric import BD_RATE
 
 from ..errors import NotComparable, ReportError
+from ..io.reading import load_json
 from .metrics import MS_SSIM_MIN_SIDE
 
 METRICS = {"psnr": "ave_all_frame_psnr", "msssim": "ave_all_frame_msssim"}
@@ -98,11 +99,9 @@ def check_results(results: object, path: str) -> None:
 
 
 def load_results(path: str | os.PathLike) -> Results:
-    """A test.py result file, checked against the schema."""
-    try:
-        results = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} is not valid JSON: {exc}") from None
+    """A test.py result file (read with a bound, see `sevc.io.reading.load_json`), checked against
+    the schema."""
+    results = load_json(path, "result", ReportError)
     check_results(results, str(path))
     return results
 

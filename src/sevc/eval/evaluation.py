@@ -13,7 +13,6 @@ the file `root_path/base_path/<name>` or, if that does not exist, `<name>.yuv` b
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -25,13 +24,17 @@ import torch
 
 from ..codec.schedule import DEFAULT_REFRESH_INTERVAL, FrameSchedule
 from ..codec.video import VideoCodec
-from ..errors import ConfigError
-from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, read_frames
+from ..errors import ConfigError, SevcError
+from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, available_frames, png_frames, png_size, read_frames
+from ..io.reading import load_json
 from ..limits import LimitError, check_frame_count, check_frame_size
 from ..models.loading import Models
 from ..models.rate import FINE_LEVELS, Rate
 from ..numerics import Numerics, Precision
-from .metrics import msssim, psnr, sequence_record
+from .bd_rate import load_results
+from .metrics import RECORD_KEYS, msssim, psnr, sequence_record
+
+LISTED_PROBLEMS = 5  # unreadable sequences named in one error
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,15 @@ class Job:
     rate_index: int
     i_rate: Rate
     p_rate: Rate
+
+    @property
+    def label(self) -> str:
+        """The sequence and its rate, for progress output ('Beauty q63', 'Beauty anchor 2', 'Beauty I q5 P q10')."""
+        def rate(r: Rate) -> str:
+            return f"anchor {r.index}" if r.anchor else f"q{r.index}"
+
+        rates = rate(self.i_rate) if self.i_rate == self.p_rate else f"I {rate(self.i_rate)} P {rate(self.p_rate)}"
+        return f"{self.sequence.name} {rates}"
 
 
 def rates_to_test(rate_num: int, anchor_num: int, i_q_indexes: Optional[Sequence[int]] = None,
@@ -105,11 +117,9 @@ def _source(base: Path, name: str, src_type: str) -> Path:
 
 
 def load_test_config(path: str | os.PathLike) -> List[ConfigSequence]:
-    """The sequences of the datasets marked `"test": 1` in a test configuration file."""
-    try:
-        config = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    """The sequences of the datasets marked `"test": 1` in a test configuration file (read with a
+    bound, see `sevc.io.reading.load_json`)."""
+    config = load_json(path, "test configuration", ConfigError)
     root = Path(_field(config, "root_path", str(path), str))
     sequences = []
     for dataset, spec in _field(config, "test_classes", str(path), dict).items():
@@ -138,8 +148,46 @@ def load_test_config(path: str | os.PathLike) -> List[ConfigSequence]:
     return sequences
 
 
-def evaluate_sequence(models: Models, job: Job, *, refresh_interval: int = DEFAULT_REFRESH_INTERVAL, numerics: Numerics = Numerics.FLOAT,
-                      precision: Precision = Precision.FP32) -> Dict[str, object]:
+def _check_source(seq: ConfigSequence) -> None:
+    """FrameError (or another SevcError) unless `seq`'s source holds its frames at its size."""
+    available = available_frames(seq.source, seq.src_type, seq.width, seq.height)
+    if available < seq.frames:
+        raise ConfigError(f"{seq.source} holds {available} frames, {seq.frames} were asked for")
+    if seq.src_type == "png":
+        width, height = png_size(png_frames(seq.source)[0])
+        if (width, height) != (seq.width, seq.height):
+            raise ConfigError(f"{seq.source} holds frames of {width}x{height}, {seq.width}x{seq.height} were asked for")
+
+
+def check_sources(sequences: Sequence[ConfigSequence]) -> None:
+    """Check every sequence's input (its frames are there, as many as asked for, of its size: PNG
+    headers and YUV file sizes, nothing decoded) before anything runs: one ConfigError naming every
+    sequence that cannot be read."""
+    problems = []
+    for seq in sequences:
+        try:
+            _check_source(seq)
+        except SevcError as exc:
+            problems.append(f"{seq.dataset}/{seq.name}: {exc}")
+    if problems:
+        more = f"; and {len(problems) - LISTED_PROBLEMS} more" if len(problems) > LISTED_PROBLEMS else ""
+        raise ConfigError(f"{len(problems)} sequence{'s' if len(problems) > 1 else ''} cannot be read: "
+                          + "; ".join(problems[:LISTED_PROBLEMS]) + more)
+
+
+def is_result_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a result file test.py writes, by its whole schema: what bd_rate.py reads,
+    at least one record, every record with every key test.py writes (RECORD_KEYS)."""
+    try:
+        results = load_results(path)
+    except SevcError:
+        return False
+    records = [record for sequences in results.values() for rates in sequences.values() for record in rates.values()]
+    return bool(records) and all(RECORD_KEYS <= set(record) for record in records)
+
+
+def evaluate_sequence(models: Models, job: Job, *, refresh_interval: int = DEFAULT_REFRESH_INTERVAL,
+                      numerics: Numerics = Numerics.FLOAT, precision: Precision = Precision.FP32) -> Dict[str, object]:
     """test.py's record of one job (see `sevc.eval.metrics.sequence_record`), plus its `test_time`
     in seconds, in numerics mode `numerics` at `precision` (see VideoCodec). The per-frame
     numbers stay on the models' device until the sequence is done."""

@@ -9,6 +9,9 @@ import torch
 from pytorch_msssim import ms_ssim
 
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window: (11 - 1) * 2**4 + 1
+RECORD_KEYS = frozenset(["frame_pixel_num", "i_frame_num", "p_frame_num", "frame_bpp", "frame_psnr", "frame_msssim",
+                         "frame_type", "test_time"] + [f"ave_{group}_frame_{metric}" for group in ("i", "p", "all")
+                                                       for metric in ("bpp", "psnr", "msssim")])
 
 
 def psnr(recon: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -43,7 +46,8 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
 def sequence_record(frame_types: List[int], bits: List[float], psnrs: List[float],
                     msssims: List[Optional[float]], frame_pixels: int) -> Dict[str, object]:
     """test.py's record of one sequence at one rate: the published averages (I, P and all frames)
-    and the per-frame arrays (frame_type 0 = I, 1 = P; bpp; PSNR; MS-SSIM or None)."""
+    and the per-frame arrays (frame_type 0 = I, 1 = P; bpp; PSNR; MS-SSIM or None); test.py adds
+    `test_time` (RECORD_KEYS are all of them)."""
     record: Dict[str, object] = {"frame_pixel_num": frame_pixels}
     groups = {"i": [k for k, t in enumerate(frame_types) if t == 0],
               "p": [k for k, t in enumerate(frame_types) if t != 0],

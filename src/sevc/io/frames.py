@@ -1,59 +1,112 @@
 """Reading and writing video frames: PNG folders and raw 8-bit YUV 4:2:0 files.
 
 Frames are tensors [1, 3, H, W], float32 RGB in [0, 1] (PNG pixels / 255). PNG folders hold
-`im00001.png, im00002.png, ...` (or `im1.png, im2.png, ...`), as the published scripts read them.
-A raw `.yuv` file holds planar Y, U, V frames back to back (U and V at half width and height);
-it is converted with the BT.601 or BT.709 matrix, limited ("tv", Y in 16..235) or full range.
+`im00001.png, im00002.png, ...` (or `im1.png, im2.png, ...`), as the published scripts read them,
+numbered from 1 without gaps; every frame must be a regular file holding a PNG whose header
+declares at most the largest frame sevc codes (checked before it is decoded). A raw `.yuv` file
+holds planar Y, U, V frames back to back (U and V at half width and height); it is converted
+with the BT.601 or BT.709 matrix, limited ("tv", Y in 16..235) or full range.
 """
 from __future__ import annotations
 
 import os
+import re
+import struct
+import sys
+import warnings
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import FrameError
+from ..limits import MAX_PIXELS, MAX_SIDE
+from .reading import check_regular, open_regular
 
 SOURCE_TYPES = ("png", "yuv420")
 COLOR_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}  # (Kr, Kb)
 COLOR_RANGES = ("limited", "full")
+PNG_NAMES = (("im{:05d}.png", re.compile(r"im([0-9]{5,})\.png")), ("im{}.png", re.compile(r"im([1-9][0-9]*)\.png")))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _png_name(folder: Path) -> str:
-    """The naming pattern of a PNG folder: 'im{:05d}.png' or 'im{}.png'."""
-    if (folder / "im00001.png").is_file():
-        return "im{:05d}.png"
-    if (folder / "im1.png").is_file():
-        return "im{}.png"
+def _png_name(folder: Path) -> Tuple[str, re.Pattern]:
+    """The naming pattern of a PNG folder ('im{:05d}.png' or 'im{}.png') and its expression."""
+    for pattern, expression in PNG_NAMES:
+        if os.path.lexists(folder / pattern.format(1)):
+            return pattern, expression
     raise FrameError(f"{folder}: no first frame (expected im00001.png or im1.png)")
 
 
-def count_png_frames(folder: str | os.PathLike) -> int:
-    """Number of consecutive frames im00001.png, im00002.png, ... in `folder`."""
+def png_frames(folder: str | os.PathLike) -> List[Path]:
+    """The frames of a PNG folder in order: im00001.png, im00002.png, ... (or im1.png, ...). A gap
+    in the numbering, or a frame that is not a regular file (a folder, a FIFO), is a FrameError:
+    the sequence is never silently shortened."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FrameError(f"input folder not found: {folder}")
-    pattern = _png_name(folder)
-    count = 0
-    while (folder / pattern.format(count + 1)).is_file():
-        count += 1
-    return count
+    pattern, expression = _png_name(folder)
+    numbers = sorted(int(match.group(1)) for match in map(expression.fullmatch, os.listdir(folder))
+                     if match and pattern.format(int(match.group(1))) == match.group(0))
+    missing = next((k + 1 for k, number in enumerate(numbers) if number != k + 1), None)
+    if missing is not None:
+        raise FrameError(f"{folder} lacks {pattern.format(missing)} but holds {pattern.format(numbers[-1])}: frames "
+                         "must be numbered from 1 without gaps")
+    paths = [folder / pattern.format(number) for number in numbers]
+    for path in paths:
+        check_regular(path, "PNG frame", FrameError)
+    return paths
 
 
-def read_png(path: str | os.PathLike) -> torch.Tensor:
-    """One PNG as [1, 3, H, W] float32 RGB in [0, 1].
+def count_png_frames(folder: str | os.PathLike) -> int:
+    """Number of frames im00001.png, im00002.png, ... in `folder` (see `png_frames`)."""
+    return len(png_frames(folder))
 
-    8-bit RGB, grayscale (replicated to RGB), palette and 1-bit images are converted exactly, 16-bit
-    grayscale as value / 65535; images with transparent pixels and 16-bit color images (which
-    Pillow reads only to 8 bits) are refused.
-    """
+
+def _image_kind(path: str | os.PathLike) -> str:
+    """'a JPEG image', ... or 'not an image', for a file that is not a PNG."""
     try:
-        with Image.open(path) as image:
-            rgb = _rgb_array(image, path)
-    except (OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return f"a {image.format} image"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return "not an image"
+
+
+def png_size(path: str | os.PathLike) -> Tuple[int, int]:
+    """(width, height) a PNG file's header declares, read without decoding anything; FrameError if
+    it is not a regular file holding a PNG."""
+    with open_regular(path, "PNG frame", FrameError, sys.maxsize) as file:
+        head = file.read(24)
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise FrameError(f"{path} is {_image_kind(path)}, not a PNG")
+    return struct.unpack(">II", head[16:24])
+
+
+def read_png(path: str | os.PathLike, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """One PNG as [1, 3, H, W] float32 RGB in [0, 1]; size=(width, height): it must be that size.
+
+    The header is checked before anything is decoded: other images (JPEG, ...) named .png,
+    images larger than the largest frame sevc codes and, with `size`, images of another size are
+    refused. 8-bit RGB, grayscale (replicated to RGB), palette and 1-bit images are converted
+    exactly, 16-bit grayscale as value / 65535; images with transparent pixels and 16-bit color
+    images (which Pillow reads only to 8 bits) are refused.
+    """
+    width, height = png_size(path)
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise FrameError(f"{path} declares {width}x{height} pixels, more than the largest frame sevc reads "
+                         f"({MAX_SIDE} pixels a side, {MAX_PIXELS} in all)")
+    if size is not None and (width, height) != tuple(size):
+        raise FrameError(f"{path} is {width}x{height}, expected {size[0]}x{size[1]}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=["PNG"]) as image:
+                rgb = _rgb_array(image, path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise FrameError(f"cannot read image {path}: {exc}") from None
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
 
@@ -80,13 +133,6 @@ def write_png(frame: torch.Tensor, path: str | os.PathLike) -> None:
     Image.fromarray(np.rint(rgb * 255).astype(np.uint8)).save(path)
 
 
-def _sized(frame: torch.Tensor, width: int, height: int, what: str) -> torch.Tensor:
-    h, w = frame.shape[2:]
-    if (w, h) != (width, height):
-        raise FrameError(f"{what} is {w}x{h}, expected {width}x{height}")
-    return frame
-
-
 def read_png_folder(folder: str | os.PathLike, width: int, height: int,
                     frames: Optional[int] = None) -> Iterator[torch.Tensor]:
     """Frames of a PNG folder, checked to be width x height; frames=None: all of them.
@@ -94,14 +140,13 @@ def read_png_folder(folder: str | os.PathLike, width: int, height: int,
     Raises FrameError at once (not when iterating) if fewer than `frames` frames exist or the
     first one has another size.
     """
-    folder = Path(folder)
-    available = count_png_frames(folder)
-    if frames is not None and available < frames:
-        raise FrameError(f"{folder} holds {available} frames, {frames} were asked for")
-    paths = [folder / _png_name(folder).format(index + 1) for index in range(available if frames is None else frames)]
+    paths = png_frames(folder)
+    if frames is not None and len(paths) < frames:
+        raise FrameError(f"{folder} holds {len(paths)} frames, {frames} were asked for")
+    paths = paths[:frames]
     if paths:
-        _sized(read_png(paths[0]), width, height, str(paths[0]))
-    return (_sized(read_png(path), width, height, str(path)) for path in paths)
+        read_png(paths[0], (width, height))
+    return (read_png(path, (width, height)) for path in paths)
 
 
 def yuv420_frame_bytes(width: int, height: int) -> int:
@@ -112,9 +157,7 @@ def yuv420_frame_bytes(width: int, height: int) -> int:
 
 def count_yuv420_frames(path: str | os.PathLike, width: int, height: int) -> int:
     """Number of whole width x height frames in a raw YUV 4:2:0 file."""
-    if not os.path.isfile(path):
-        raise FrameError(f"input file not found: {path}")
-    size = os.path.getsize(path)
+    size = check_regular(path, "YUV input", FrameError).st_size
     frame_bytes = yuv420_frame_bytes(width, height)
     if size % frame_bytes:
         raise FrameError(f"{path}: {size} bytes is not a whole number of {width}x{height} YUV 4:2:0 frames")
@@ -180,7 +223,7 @@ def read_yuv420(path: str | os.PathLike, width: int, height: int, frames: Option
 def _yuv420_frames(path, width: int, height: int, start: int, frames: int, matrix: str,
                    color_range: str) -> Iterator[torch.Tensor]:
     luma_bytes, chroma_bytes = width * height, width * height // 4
-    with open(path, "rb") as f:
+    with open_regular(path, "YUV input", FrameError, sys.maxsize) as f:
         f.seek(start * yuv420_frame_bytes(width, height))
         for _ in range(frames):
             data = np.frombuffer(f.read(yuv420_frame_bytes(width, height)), dtype=np.uint8)

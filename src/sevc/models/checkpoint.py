@@ -2,41 +2,49 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import re
+import pickle
+import pickletools
 import warnings
 import weakref
-from typing import Dict, Tuple
+import zipfile
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..io.reading import check_regular
 
 _WRAPPER_KEYS = ("state_dict", "net")
 _LISTED_KEYS = 5
+_SCANNED_PICKLE = 64 << 20  # bytes of a legacy (non-zip) checkpoint scanned for the objects it would build
+_ALLOWED = ("torch.", "collections.OrderedDict")  # what a state_dict's pickle builds
+_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 
 
 def read_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
     """Read a state_dict from `path` with `torch.load(weights_only=True)`.
 
     Accepts a bare state_dict or one stored under ``state_dict`` / ``net``, and strips a
-    ``module.`` prefix (checkpoints saved from DataParallel / DDP).
+    ``module.`` prefix (checkpoints saved from DataParallel / DDP). Its keys must be names, its
+    values real (not complex) tensors.
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+    check_regular(path, "checkpoint", CheckpointError)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             obj = _load(path)
     except Exception as exc:  # pickle, zip and unpickler errors all mean "not a checkpoint"
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_load_failure(exc)}") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {_load_failure(path, exc)}") from None
     for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state_dict (a dict of tensors, possibly under "
                               "'state_dict' or 'net')")
+    _check_entries(obj, path)
     prefix = "module."
     if obj and all(k.startswith(prefix) for k in obj):
         obj = {k[len(prefix):]: v for k, v in obj.items()}
@@ -54,13 +62,55 @@ def _load(path: str | os.PathLike):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _load_failure(exc: Exception) -> str:
-    """Why torch.load(weights_only=True) failed, in one line."""
-    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-    if unsafe and not unsafe.group(1).startswith("torch."):
-        return (f"it holds a Python object ({unsafe.group(1)}) besides tensors, and sevc loads checkpoints only "
-                "with torch.load(weights_only=True), which never runs code from a file")
+def _check_entries(state: Dict, path: str | os.PathLike) -> None:
+    """CheckpointError unless every key is a name and every value a real tensor."""
+    names = [key for key in state if not isinstance(key, str)]
+    if names:
+        raise CheckpointError(f"{path} does not hold a state_dict: its keys must be parameter names, not "
+                              f"{type(names[0]).__name__} values ({names[0]!r})")
+    for key, value in state.items():
+        if value.is_complex():
+            raise CheckpointError(f"{path}: {key} is complex ({value.dtype}); weights are real numbers")
+
+
+def _load_failure(path: str | os.PathLike, exc: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, in one line: a refused Python object, or a file
+    that is not a checkpoint."""
+    unsafe = _python_objects(path) if isinstance(exc, pickle.UnpicklingError) else []
+    if unsafe:
+        return (f"it holds Python objects besides tensors ({', '.join(unsafe[:3])}), which "
+                "torch.load(weights_only=True) refused: sevc never runs code from a checkpoint, and none ran")
     return "not a PyTorch file, or a damaged one"
+
+
+def _python_objects(path: str | os.PathLike) -> List[str]:
+    """The Python objects (module.name) other than torch's that the checkpoint's pickle would build,
+    found by reading its opcodes, never by unpickling it; [] if there are none or it is no pickle."""
+    names, strings = [], []
+    try:
+        for opcode, argument, _ in pickletools.genops(io.BytesIO(_pickle_of(path))):
+            if opcode.name in _STRINGS:
+                strings.append(str(argument))
+            elif opcode.name in ("GLOBAL", "INST"):
+                names.append(str(argument).replace(" ", ".").replace("__builtin__.", "builtins."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(".".join(strings[-2:]))
+    except (ValueError, EOFError, UnicodeDecodeError, OSError, zipfile.BadZipFile):  # not (or no longer) a pickle
+        pass
+    return [name for name in names if not name.startswith(_ALLOWED)]
+
+
+def _pickle_of(path: str | os.PathLike) -> bytes:
+    """The first bytes of a checkpoint's pickle: `data.pkl` of a zip checkpoint, else the file's."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            if name is None:
+                return b""
+            with archive.open(name) as member:
+                return member.read(_SCANNED_PICKLE)
+    with open(path, "rb") as file:
+        return file.read(_SCANNED_PICKLE)
 
 
 def _listing(keys) -> str:

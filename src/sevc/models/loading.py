@@ -48,7 +48,7 @@ def anchor_count(i_frame_path: Optional[str | os.PathLike] = None) -> int:
 
 
 def _check_exists(path) -> None:
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise CheckpointError(f"checkpoint not found: {path} (see ckpt/README.md for the official weights)")
 
 
@@ -64,7 +64,17 @@ def load_models(i_frame_path: Optional[str | os.PathLike] = None, p_frame_path: 
         _check_exists(path)
     i_frame = load_checkpoint(IntraNoAR(ec_thread=ec_thread, stream_part=stream_part_i), paths[0])
     p_frame = load_checkpoint(SEVC(ec_thread=ec_thread, stream_part=stream_part_p), paths[1])
+    for model, path in zip((i_frame, p_frame), paths):
+        _check_q_scales(model, path)
     return Models(ready(i_frame, device), ready(p_frame, device))
+
+
+def _check_q_scales(model: torch.nn.Module, path) -> None:
+    """CheckpointError unless every q scale (the rates' quantization steps) is positive and finite."""
+    for name, value in model.state_dict().items():
+        if "q_scale" in name and not bool((torch.isfinite(value) & (value > 0)).all()):
+            raise CheckpointError(f"{path}: {name} must be positive and finite (the quantization scales of the "
+                                  f"rates), got {value.flatten()[:4].tolist()}")
 
 
 def compile_transforms(models: Models, **options) -> Models:

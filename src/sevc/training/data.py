@@ -9,13 +9,17 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from ..errors import FrameError
-from ..io.frames import count_png_frames, count_yuv420_frames, read_png, read_yuv420
+from ..errors import FrameError, SevcError
+from ..io.frames import count_yuv420_frames, png_frames, png_size, read_png, read_yuv420
+from ..io.reading import read_bounded
+
+LIST_LIMIT = 256 << 20  # bytes of a Vimeo-90k list file
 
 
 def random_crop_flip(clip: torch.Tensor, crop: Tuple[int, int], rng: random.Random) -> torch.Tensor:
@@ -56,6 +60,17 @@ class ClipDataset(Dataset):
     def frames_in(self, index: int) -> int:
         raise NotImplementedError
 
+    def frame_sizes(self) -> Iterator[Tuple[str, int, int]]:
+        """(where, width, height) of the frames of each sequence, read from file headers."""
+        raise NotImplementedError
+
+    def check_crop(self) -> None:
+        """FrameError unless every sequence's frames are at least as large as the crop."""
+        h, w = self.crop
+        for where, width, height in self.frame_sizes():
+            if width < w or height < h:
+                raise FrameError(f"{where}: frames of {width}x{height} are smaller than the {w}x{h} crop")
+
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = random.Random(hash((self.seed, self.epoch, index)))
         start = rng.randint(0, self.frames_in(index) - self.length)
@@ -77,14 +92,18 @@ class Vimeo90k(ClipDataset):
         if not root.is_dir():
             raise FrameError(f"training data folder not found: {root}")
         listing = root / list_file
-        if not listing.is_file():
-            raise FrameError(f"Vimeo-90k list not found: {listing}")
-        self.clips = [root / "sequences" / line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        text = read_bounded(listing, "Vimeo-90k list", FrameError, LIST_LIMIT).decode("utf-8", "replace")
+        self.clips = [root / "sequences" / line.strip() for line in text.splitlines() if line.strip()]
         if not self.clips:
             raise FrameError(f"{listing} lists no sequence")
 
     def frames_in(self, index: int) -> int:
         return self.SEPTUPLET
+
+    def frame_sizes(self) -> Iterator[Tuple[str, int, int]]:
+        """The first septuplet's (Vimeo-90k's are all 448x256)."""
+        first = self.clips[0] / "im1.png"
+        yield (str(self.clips[0]), *png_size(first))
 
     def read(self, index: int, start: int) -> torch.Tensor:
         folder = self.clips[index]
@@ -103,9 +122,11 @@ class SequenceFolder(ClipDataset):
         if not root.is_dir():
             raise FrameError(f"training data folder not found: {root}")
         self.src_type, self.size, self.color = src_type, (width, height), (yuv_matrix, yuv_range)
+        self.frames: Dict[Path, List[Path]] = {}
         if src_type == "png":
             folders = sorted({p.parent for p in root.rglob("im00001.png")} | {p.parent for p in root.rglob("im1.png")})
-            counts = [count_png_frames(f) for f in folders]
+            self.frames = {folder: png_frames(folder) for folder in folders}
+            counts = [len(self.frames[folder]) for folder in folders]
         elif src_type == "yuv420":
             if width is None or height is None:
                 raise FrameError("yuv420 training data needs width and height")
@@ -120,11 +141,15 @@ class SequenceFolder(ClipDataset):
     def frames_in(self, index: int) -> int:
         return self.clips[index][1]
 
+    def frame_sizes(self) -> Iterator[Tuple[str, int, int]]:
+        """Every sequence's: its first frame's header (PNG), or the given size (YUV)."""
+        for path, _ in self.clips:
+            yield (str(path), *(png_size(self.frames[path][0]) if self.src_type == "png" else self.size))
+
     def read(self, index: int, start: int) -> torch.Tensor:
         path, _ = self.clips[index]
         if self.src_type == "png":
-            pattern = "im{:05d}.png" if (path / "im00001.png").is_file() else "im{}.png"
-            return torch.cat([read_png(path / pattern.format(k + 1)) for k in range(start, start + self.length)])
+            return torch.cat([read_png(frame) for frame in self.frames[path][start:start + self.length]])
         return torch.cat(list(read_yuv420(path, *self.size, self.length, *self.color, start=start)))
 
 
@@ -139,3 +164,32 @@ def build_dataset(spec: dict, length: int, crop: Sequence[int], seed: int = 0) -
                               spec.get("height"), spec.get("yuv_matrix", "bt601"), spec.get("yuv_range", "limited"),
                               seed)
     raise FrameError(f"unknown training data type {kind!r} (vimeo90k or folders)")
+
+
+@dataclass
+class ReadFailure:
+    """A clip a DataLoader worker could not read: its error, raised again in the main process as
+    one clear line (instead of the worker's traceback)."""
+
+    message: str
+
+
+class Reported(Dataset):
+    """`dataset`, with each clip that cannot be read returned as a ReadFailure (see `collate`)."""
+
+    def __init__(self, dataset: ClipDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Union[torch.Tensor, ReadFailure]:
+        try:
+            return self.dataset[index]
+        except (SevcError, OSError) as exc:
+            return ReadFailure(f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) else str(exc))
+
+
+def collate(items: List[Union[torch.Tensor, ReadFailure]]) -> Union[torch.Tensor, ReadFailure]:
+    """A batch of clips [B, T, 3, h, w], or the first ReadFailure among them."""
+    return next((item for item in items if isinstance(item, ReadFailure)), None) or default_collate(items)

@@ -17,21 +17,28 @@ A stage configuration (JSON, see train_configs/) holds:
     save_every, log_every, num_workers, seed    (the loss and numbers are read from the device
                        and logged every log_every steps)
 
-The output folder receives `i_frame.pth.tar` and `p_frame.pth.tar` (state_dicts with the official
-checkpoints' keys: test.py, encoder.py and decoder.py load them), `train_state.pt` (optimizer,
-scheduler, step, random states: `--resume` continues exactly where it stopped) and `log.jsonl`.
-The configuration, data, checkpoints and train state are all checked before the output folder
-is created or written: a run that fails to start leaves it as it was.
+The output folder receives `config.json` (the configuration), `i_frame.pth.tar` and
+`p_frame.pth.tar` (state_dicts with the official checkpoints' keys: test.py, encoder.py and
+decoder.py load them), `train_state.pt` (optimizer, scheduler, step, random states: `--resume`
+continues exactly where it stopped) and `log.jsonl`, each recorded in the folder's manifest
+(`sevc.io.outputs`): a folder holding anything else, or another run, is used only with
+`overwrite`, and files sevc did not write are never replaced. The configuration (every entry's
+type), data (every sequence's frame size), checkpoints, train state and output folder are all
+checked before the output folder is created or written: a run that fails to start leaves it as
+it was, and a new run that fails before its first save leaves nothing. A resumed run keeps its
+own configuration (`config.json`) but for the RESUMABLE entries.
 Each step trains one q anchor (step % 4) with its lambda.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -40,12 +47,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import TrainingError
-from ..io.outputs import atomic_file
+from ..io.outputs import Manifest, OutputKind, RecordedFolder, check_folder
+from ..io.reading import load_json
 from ..models.checkpoint import load_checkpoint
 from ..models.intra import IntraNoAR
 from ..models.sevc import SEVC
 from ..numerics import Precision
-from .data import ClipDataset, build_dataset
+from .data import ClipDataset, ReadFailure, Reported, build_dataset, collate
 from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
 from .stages import OBJECTIVES, STAGES, StageModel
 
@@ -62,15 +70,16 @@ MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
 STATE_FILE = "train_state.pt"
 STATE_KEYS = {"step", "optimizer", "scheduler", "scaler", "torch_rng", "stage"}
 LOG_FILE = "log.jsonl"
+CONFIG_FILE = "config.json"
+RUN = OutputKind("a training run", "|".join(map(re.escape, [CONFIG_FILE, LOG_FILE, STATE_FILE, *MODEL_FILES.values()])))
+RESUMABLE = ("steps", "save_every", "log_every", "num_workers", "data.root")  # what a resumed run may change
 
 
 def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Dict:
     """A stage configuration with the defaults filled in and `overrides` applied (a dict value
-    updates the entries of a dict entry, e.g. {"data": {"root": ...}})."""
-    try:
-        loaded = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainingError(f"{path} is not valid JSON: {exc}") from None
+    updates the entries of a dict entry, e.g. {"data": {"root": ...}}); the file is read with a
+    bound (see `sevc.io.reading.load_json`) and every entry's type checked."""
+    loaded = load_json(path, "training configuration", TrainingError)
     if not isinstance(loaded, dict):
         raise TrainingError(f"{path} does not hold a JSON object")
     config = {**DEFAULTS, **loaded}
@@ -81,6 +90,62 @@ def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Di
     return config
 
 
+def flatten(config: Dict, prefix: str = "") -> Dict[str, object]:
+    """{dotted key: value} of a nested configuration ({"data": {"root": r}} -> {"data.root": r})."""
+    flat: Dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _check_resumable(saved: Dict, config: Dict, output: Path) -> None:
+    """TrainingError unless `config` is the run's saved configuration but for RESUMABLE entries."""
+    if saved["stage"] != config["stage"]:
+        raise TrainingError(f"{output} holds stage {saved['stage']}, not {config['stage']}")
+    before, after = flatten(saved), flatten(config)
+    changed = sorted(key for key in before.keys() | after.keys()
+                     if key not in RESUMABLE and before.get(key) != after.get(key))
+    if changed:
+        shown = ", ".join(f"{key} ({json.dumps(before.get(key))} -> {json.dumps(after.get(key))})"
+                          for key in changed[:4])
+        more = " and more" if len(changed) > 4 else ""
+        raise TrainingError(f"a resumed run keeps its configuration ({output / CONFIG_FILE}) but for "
+                            f"{', '.join(RESUMABLE)}; this one changes {shown}{more}: resume without --config "
+                            "(and --set only those), or start a new run")
+
+
+def resume_config(output: str | os.PathLike, overrides: Optional[Dict] = None) -> Dict:
+    """The configuration a run in `output` resumes with: its own `config.json`, with `overrides`."""
+    path = Path(output) / CONFIG_FILE
+    if not os.path.lexists(path):
+        raise TrainingError(f"nothing to resume in {output} (no {CONFIG_FILE})")
+    return load_config(path, overrides)
+
+
+def _number(value: object, low: float = -math.inf) -> bool:
+    """A finite JSON number (not a bool) of at least `low`."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+
+
+def _numbers(value: object, low: float) -> bool:
+    """A non-empty list of finite numbers of at least `low`."""
+    return isinstance(value, list) and bool(value) and all(_number(v, low) for v in value)
+
+
+VALUES = {  # entries: (the test each passes, what it must be)
+    "lr": (lambda v: _number(v) and v > 0, "a positive number"),
+    "lr_gamma": (lambda v: _number(v) and v > 0, "a positive number"),
+    "layer_weight": (lambda v: _number(v, 0), "a number >= 0"),
+    "lambdas": (lambda v: _numbers(v, 0) and all(x > 0 for x in v), "a list of positive numbers"),
+    "frame_weights": (lambda v: _numbers(v, 0), "a non-empty list of numbers >= 0"),
+    "lr_milestones": (lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
+                                                           for x in v), "a list of step numbers (integers >= 1)"),
+}
+
+
 def _check_config(config: Dict, path: str | os.PathLike) -> None:
     """Every entry training reads is there and of the right kind (data and files are checked later)."""
     if config.get("stage") not in STAGES:
@@ -88,8 +153,14 @@ def _check_config(config: Dict, path: str | os.PathLike) -> None:
     for key in ("data", "init"):
         if not isinstance(config.get(key), dict):
             raise TrainingError(f"{path}: \"{key}\" must be an object, got {config.get(key)!r}")
-    if "root" not in config["data"]:
-        raise TrainingError(f"{path}: \"data\" has no \"root\"")
+    if not isinstance(config["data"].get("root"), str):
+        raise TrainingError(f"{path}: \"data\" needs a \"root\" folder (a string)")
+    for name, source in config["init"].items():
+        if source is not None and not isinstance(source, str):
+            raise TrainingError(f"{path}: init.{name} must be a checkpoint path or null, got {json.dumps(source)}")
+    for key, (valid, meaning) in VALUES.items():
+        if not valid(config[key]):
+            raise TrainingError(f"{path}: {key} must be {meaning}, got {json.dumps(config[key])}")
     crop = config["crop"]
     if not (isinstance(crop, list) and len(crop) == 2 and all(isinstance(c, int) and c > 0 and not c % 16 for c in crop)):
         raise TrainingError(f"crop {crop} must be [height, width], positive multiples of 16")
@@ -157,23 +228,40 @@ def _models(config: Dict, output: Path, resume: bool) -> Tuple[IntraNoAR, SEVC]:
     return i_frame, p_frame
 
 
-def _check_output(output: Path, resume: bool) -> None:
-    """The output folder can be used: not a file; when resuming, a folder with a train state."""
-    if output.exists() and not output.is_dir():
+def _check_output(output: Path, resume: bool, overwrite: bool, inputs: Iterable[str | os.PathLike]) -> None:
+    """The output folder can be used (see `sevc.io.outputs`): a new run goes into a new folder, one
+    of an earlier run only with `overwrite`; a resumed one into its own run (a train state there)."""
+    if os.path.lexists(output) and not output.is_dir():
         raise TrainingError(f"output path is not a folder: {output}")
     if resume and not (output / STATE_FILE).is_file():
         raise TrainingError(f"nothing to resume in {output} (no {STATE_FILE})")
+    if not resume and not overwrite and output.is_dir():
+        manifest = Manifest.read(output)
+        if manifest is not None and manifest.kind == RUN.name and manifest.files:
+            raise TrainingError(f"{output} holds a training run; pass --resume to continue it, or --overwrite to "
+                                "start it over (its files are then replaced)")
+    check_folder(output, RUN, overwrite, inputs)
 
 
 def _dataset(config: Dict, world_size: int) -> ClipDataset:
-    """The stage's dataset, checked: enough clips for a batch, its first clip readable and cropped."""
+    """The stage's dataset, checked: enough clips for a batch, every sequence's frames at least as
+    large as the crop, its first clip readable."""
     if config["batch_size"] % world_size:
         raise TrainingError(f"batch_size {config['batch_size']} is not a multiple of {world_size} processes")
     dataset = build_dataset(config["data"], config["sequence_length"], config["crop"], config["seed"])
     if len(dataset) < config["batch_size"]:
-        raise TrainingError(f"{len(dataset)} clips are fewer than one batch of {config['batch_size']}")
-    dataset[0]  # one clip read and cropped: unreadable frames or frames smaller than the crop fail here
+        count = len(dataset)
+        raise TrainingError(f"{count} clip{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} fewer than one "
+                            f"batch of {config['batch_size']}")
+    dataset.check_crop()
+    dataset[0]  # one clip read and cropped: unreadable frames fail here
     return dataset
+
+
+def _workers(requested: int) -> int:
+    """DataLoader workers: as many as asked, but no more than the cores this process may use."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(requested, cores)
 
 
 def _train_state(output: Path, stage: str) -> Dict:
@@ -204,10 +292,12 @@ def _optimizer(config: Dict, stage_model: StageModel, state: Optional[Dict],
     return optimizer, scheduler
 
 
-def _start_output(output: Path, config: Dict) -> None:
-    """Create the output folder and record the configuration (after every check has passed)."""
-    output.mkdir(parents=True, exist_ok=True)
-    with atomic_file(output / "config.json") as path:
+def _start_output(folder: RecordedFolder, config: Dict, resume: bool, overwrite: bool,
+                  inputs: Iterable[str | os.PathLike]) -> None:
+    """Create the output folder (a new run: without an earlier run's files) and record the
+    configuration (after every check has passed)."""
+    folder.open(fresh=not resume, overwrite=overwrite, inputs=inputs)
+    with folder.replace(CONFIG_FILE) as path:
         path.write_text(json.dumps(config, indent=2))
 
 
@@ -218,27 +308,33 @@ def _batches(length: int, batch: int, epoch: int, seed: int, rank: int, world: i
     return [order[start:start + batch][rank::world] for start in range(0, usable, batch)]
 
 
-def _save(output: Path, stage_model: StageModel, optimizer, scheduler, scaler, step: int) -> None:
+def _save(folder: RecordedFolder, stage_model: StageModel, optimizer, scheduler, scaler, step: int) -> None:
     for name in MODEL_FILES:
-        with atomic_file(output / MODEL_FILES[name]) as path:
+        with folder.replace(MODEL_FILES[name]) as path:
             torch.save(getattr(stage_model, name).state_dict(), path)
     state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "scaler": scaler.state_dict(), "torch_rng": torch.random.get_rng_state(), "stage": stage_model.stage}
-    with atomic_file(output / STATE_FILE) as path:
+    with folder.replace(STATE_FILE) as path:
         torch.save(state, path)
 
 
-def train(config: Dict, output: str | os.PathLike, resume: bool = False) -> Dict[str, float]:
-    """Run (or resume) one stage; returns the last logged numbers."""
+def train(config: Dict, output: str | os.PathLike, resume: bool = False, overwrite: bool = False,
+          inputs: Iterable[str | os.PathLike] = ()) -> Dict[str, float]:
+    """Run (or resume) one stage; returns the last logged numbers. `overwrite`: a folder holding
+    other files, or an earlier run, may be used (see the module's docstring); `inputs` (the
+    configuration file) are never written."""
     env = Distributed()
     try:
-        return _train(config, Path(output), resume, env)
+        return _train(config, Path(output), resume, overwrite, [*inputs, *filter(None, config["init"].values())], env)
     finally:
         env.close()
 
 
-def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[str, float]:
-    _check_output(output, resume)
+def _train(config: Dict, output: Path, resume: bool, overwrite: bool, inputs: List,
+           env: Distributed) -> Dict[str, float]:
+    _check_output(output, resume, overwrite, inputs)
+    if resume:
+        _check_resumable(resume_config(output), config, output)
     dataset = _dataset(config, env.world_size)
     state = _train_state(output, config["stage"]) if resume else None
     objective = Objective(OBJECTIVES[config["stage"]], config["lambdas"], config["frame_weights"],
@@ -249,59 +345,74 @@ def _train(config: Dict, output: Path, resume: bool, env: Distributed) -> Dict[s
     scaler = torch.amp.GradScaler(env.device.type, enabled=AMP[config["amp"]] is Precision.FP16)
     if state is not None:
         scaler.load_state_dict(state["scaler"])
-    precision = AMP[config["amp"]]
     torch.manual_seed(config["seed"] + env.rank)
     step = 0
     if state is not None:
         step = state["step"]
         torch.random.set_rng_state(state["torch_rng"])
+    folder = RecordedFolder(output, RUN)
     if env.main:
-        _start_output(output, config)
+        _start_output(folder, config, resume, overwrite, inputs)
     env.barrier()
+    try:
+        return _loop(config, folder, stage_model, dataset, (optimizer, scheduler, scaler), step, env)
+    except BaseException:
+        if env.main and not resume and STATE_FILE not in folder.written:
+            folder.discard()
+        raise
+
+
+def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset: ClipDataset, optimizers: Tuple,
+          step: int, env: Distributed) -> Dict[str, float]:
+    """Train from `step` to the configuration's last step; returns the last logged numbers."""
     network = stage_model
     if env.world_size > 1:
         network = DistributedDataParallel(stage_model, find_unused_parameters=True,
                                           device_ids=[env.device.index] if env.device.type == "cuda" else None)
     network.train()
     batches_per_epoch = len(dataset) // config["batch_size"]
+    workers = _workers(config["num_workers"])
     last: Dict[str, float] = {}
-    log = open(output / LOG_FILE, "a") if env.main else None
-    try:
-        while step < config["steps"]:
-            epoch, offset = divmod(step, batches_per_epoch)
-            dataset.set_epoch(epoch)
-            plan = _batches(len(dataset), config["batch_size"], epoch, config["seed"], env.rank, env.world_size)
-            plan = plan[offset:offset + config["steps"] - step]
-            loader = DataLoader(dataset, batch_sampler=plan, num_workers=config["num_workers"])
-            bar = tqdm(loader, desc=f"{config['stage']} epoch {epoch}", unit="step", file=sys.stderr,
-                       disable=not env.main, initial=offset, total=batches_per_epoch)
-            for clips in bar:
-                anchor = step % config["anchors"]
-                started = time.time()
-                with precision.autocast(env.device.type):
-                    loss, terms = network(clips.to(env.device), anchor)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                if step % config["log_every"] == 0 or step == config["steps"]:
-                    if not torch.isfinite(loss):
-                        raise TrainingError(f"the loss is {loss.item()} at step {step}")
-                    numbers = {"loss": env.mean(loss.item()), **{k: env.mean(v) for k, v in summarize(terms).items()}}
-                    bar.set_postfix({k: round(v, 4) for k, v in numbers.items()})
-                    last = {"step": step, "epoch": epoch, "anchor": anchor, "lr": scheduler.get_last_lr()[0],
-                            "seconds": time.time() - started, **numbers}
-                    if env.main:
-                        log.write(json.dumps(last) + "\n")
-                        log.flush()
-                if step % config["save_every"] == 0 or step == config["steps"]:
-                    if env.main:
-                        _save(output, stage_model, optimizer, scheduler, scaler, step)
-                    env.barrier()
-            bar.close()
-    finally:
-        if log:
-            log.close()
+    while step < config["steps"]:
+        epoch, offset = divmod(step, batches_per_epoch)
+        dataset.set_epoch(epoch)
+        plan = _batches(len(dataset), config["batch_size"], epoch, config["seed"], env.rank, env.world_size)
+        plan = plan[offset:offset + config["steps"] - step]
+        loader = DataLoader(Reported(dataset), batch_sampler=plan, num_workers=workers, collate_fn=collate)
+        bar = tqdm(loader, desc=f"{config['stage']} epoch {epoch}", unit="step", file=sys.stderr,
+                   disable=not env.main, initial=offset, total=batches_per_epoch)
+        for clips in bar:
+            if isinstance(clips, ReadFailure):
+                raise TrainingError(clips.message)
+            anchor = step % config["anchors"]
+            started = time.time()
+            loss, terms = _step(network, clips.to(env.device), anchor, AMP[config["amp"]], optimizers, env)
+            step += 1
+            if step % config["log_every"] == 0 or step == config["steps"]:
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"the loss is {loss.item()} at step {step}")
+                numbers = {"loss": env.mean(loss.item()), **{k: env.mean(v) for k, v in summarize(terms).items()}}
+                bar.set_postfix({k: round(v, 4) for k, v in numbers.items()})
+                last = {"step": step, "epoch": epoch, "anchor": anchor, "lr": optimizers[1].get_last_lr()[0],
+                        "seconds": time.time() - started, **numbers}
+                if env.main:
+                    folder.append(LOG_FILE, json.dumps(last) + "\n")
+            if step % config["save_every"] == 0 or step == config["steps"]:
+                if env.main:
+                    _save(folder, stage_model, *optimizers, step)
+                env.barrier()
+        bar.close()
     return last
+
+
+def _step(network, clips: torch.Tensor, anchor: int, precision: Precision, optimizers: Tuple, env: Distributed):
+    """One optimizer step on a batch of clips: (loss, per-frame terms)."""
+    optimizer, scheduler, scaler = optimizers
+    with precision.autocast(env.device.type):
+        loss, terms = network(clips, anchor)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss, terms
