@@ -3,8 +3,8 @@ and skim decoding at one frame size, over all frames and over the P-frames alone
 still decodes I-frames in full), in each arithmetic asked for, side by side, with the peak GPU
 memory of each measurement and the speed-up over the first arithmetic.
 
-Arithmetics: fp32 (the published float32), bf16 / fp16 (mixed precision, torch.autocast) and
-portable (sevc's bit-exact float64 numerics). `--profile N` then prints, for the first
+Arithmetics: fp32 (the published float32), bf16 / fp16 (mixed precision, torch.autocast),
+portable and integer (sevc's bit-exact numerics: float64 sums, or integer sums on integer units). `--profile N` then prints, for the first
 arithmetic, the N operations that take the most time (GPU time with --cuda) over one encode and
 one full decode of the frames (torch.profiler), to see where the time goes. Uses the official checkpoints if they are in ckpt/,
 else stand-in weights (speed does not depend on the weights' values, only the rate does, a
@@ -31,7 +31,7 @@ from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_chec
 from sevc.models.stand_in import stand_in_models
 from sevc.numerics import Numerics, Precision
 
-ARITHMETICS = ("fp32", "bf16", "fp16", "portable")
+ARITHMETICS = ("fp32", "bf16", "fp16", "portable", "integer")
 MEASURES = ("test path", "encode", "decode full", "decode skim")
 GIB = 2 ** 30
 T = TypeVar("T")
@@ -77,8 +77,8 @@ def timed(device: torch.device, coded: Iterator[T], keep: List[T]) -> Timing:
 
 
 def codec_for(models: Models, arithmetic: str) -> VideoCodec:
-    if arithmetic == "portable":
-        return VideoCodec(*models, numerics=Numerics.PORTABLE)
+    if arithmetic in ("portable", "integer"):
+        return VideoCodec(*models, numerics=Numerics.named(arithmetic))
     return VideoCodec(*models, precision=Precision.named(arithmetic))
 
 

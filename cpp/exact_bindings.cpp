@@ -1,14 +1,18 @@
-// sevc: Python bindings of the exact float64 convolution and of the portable functions (module
+// sevc: Python bindings of the exact float64 convolution, the integer convolution and the portable functions (module
 // sevc._exact).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
+#include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "exact_conv.h"
+#include "integer_conv.h"
 #include "portable_math.h"
 
 namespace py = pybind11;
@@ -260,7 +264,68 @@ py::array to_grid(const py::object &x_obj, const py::object &bits_obj, const py:
   return std::move(y);
 }
 
+// --- the integer convolution (integer_conv.h) ------------------------------------------------
+
+namespace int_conv = sevc::integer;
+
+// `obj` as an `ndim`-D, C-contiguous, aligned numpy array of T (never a converted copy).
+template <class T>
+py::array_t<T, py::array::c_style> typed_array(const py::object &obj, const std::string &name, py::ssize_t ndim,
+                                               const char *dtype, const char *layout) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(name + " must be a numpy.ndarray of " + dtype + ", not " + type_name(obj));
+  const auto array = py::reinterpret_borrow<py::array>(obj);
+  if (!py::isinstance<py::array_t<T>>(array))
+    throw py::type_error(name + " must have dtype " + dtype + ", got " + py::str(array.dtype()).cast<std::string>());
+  if (array.ndim() != ndim)
+    throw py::value_error(name + " must be " + std::to_string(ndim) + "-D " + layout + ", got shape " +
+                          shape_of(array));
+  if (!(array.flags() & py::array::c_style) || !(array.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(name + " must be C-contiguous and aligned");
+  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(array);
+}
+
+std::unique_ptr<int_conv::IntegerWeight> make_integer_weight(const py::object &q_obj, const py::object &exponents_obj,
+                                                            const py::object &groups_obj) {
+  const auto q = typed_array<int16_t>(q_obj, "q", 4, "int16", "[O, C / groups, kh, kw]");
+  const auto exponents = typed_array<int32_t>(exponents_obj, "exponents", 1, "int32", "[O]");
+  if (exponents.shape(0) != q.shape(0))
+    throw py::value_error("exponents must have one entry per output channel (" + std::to_string(q.shape(0)) + ")");
+  const int64_t groups = integer(groups_obj, "groups");
+  return std::make_unique<int_conv::IntegerWeight>(q.data(), exponents.data(), q.shape(0), q.shape(1), q.shape(2),
+                                                  q.shape(3), groups);  // std::invalid_argument -> ValueError
+}
+
+py::array integer_conv2d(const py::object &input_obj, const int_conv::IntegerWeight &weight, const py::object &bias_obj,
+                         const py::object &stride_obj, const py::object &padding_obj, const py::object &threads_obj,
+                         const std::string &kernel) {
+  const auto input = typed_array<float>(input_obj, "input", 4, "float32", "[N, C, H, W]");
+  int_conv::ConvShape s;
+  s.n = input.shape(0), s.c = input.shape(1), s.h = input.shape(2), s.w = input.shape(3);
+  s.stride = integer(stride_obj, "stride");
+  std::tie(s.ph, s.pw) = padding_pair(padding_obj);
+  const int threads = static_cast<int>(integer_in(threads_obj, "threads", 1, int_conv::kMaxThreads));
+  int_conv::check_arguments(s, weight, threads);
+  const int_conv::Isa isa = int_conv::isa_named(kernel);
+  const double *bias = nullptr;
+  DoubleArray bias_array;
+  if (!bias_obj.is_none()) {
+    bias_array = float64_array(bias_obj, "bias", 1, "[O]");
+    if (bias_array.shape(0) != weight.o)
+      throw py::value_error("bias must have shape (" + std::to_string(weight.o) + ",), got " + shape_of(bias_array));
+    bias = bias_array.data();
+  }
+  py::array_t<float, py::array::c_style> output({s.n, weight.o, s.ho(weight), s.wo(weight)});
+  float *out = output.mutable_data();
+  {
+    py::gil_scoped_release release;
+    int_conv::conv2d(input.data(), weight, bias, out, s, threads, isa);
+  }
+  return std::move(output);
+}
+
 }  // namespace
+
 
 PYBIND11_MODULE(_exact, m) {
   m.doc() =
@@ -333,6 +398,30 @@ PYBIND11_MODULE(_exact, m) {
         "as for exp.");
   m.def("portable_isa", [] { return sevc::portable::uses_avx2() ? "avx2" : "generic"; },
         "The kernel the portable functions run with kernel='auto' on this CPU: 'avx2' or 'generic'.");
+  py::class_<int_conv::IntegerWeight>(m, "IntegerWeight",
+                                     "A weight on its integer grids, prepared for integer_conv2d (immutable).")
+      .def(py::init(&make_integer_weight), py::arg("q"), py::arg("exponents"), py::arg("groups") = 1,
+           "IntegerWeight(q, exponents, groups=1): q int16 [O, C / groups, kh, kw] (the integers of the weight),\n"
+           "exponents int32 [O] (output channel o is on the grid 2 ** (exponents[o] - 15)), C-contiguous numpy\n"
+           "arrays; groups dividing O.")
+      .def_property_readonly("shape", [](const int_conv::IntegerWeight &w) {
+        return py::make_tuple(w.o, w.cg, w.kh, w.kw);
+      });
+  m.def("integer_conv2d", &integer_conv2d, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"),
+        py::arg("padding"), py::arg("threads") = 1, py::arg("kernel") = "generic",
+        "integer_conv2d(input, weight, bias, stride, padding, threads=1, kernel='generic') -> output\n\n"
+        "The convolution of sevc's integer numerics mode (sevc.numerics.integer.reference_conv2d) in one\n"
+        "call: input float32 [N, C, H, W] (C-contiguous numpy), weight an IntegerWeight, bias float64 [O] or\n"
+        "None; stride 1 or 2; padding an int or (ph, pw); threads 1..256 (the result is the same for any);\n"
+        "kernel 'generic', 'avx2' or 'avx512' (integer_isas(): those this CPU runs; all give the same\n"
+        "result). Returns output float32 [N, O, Ho, Wo].");
+  m.def("integer_isa", [] { return int_conv::isa_name(int_conv::best_isa()); },
+        "The best integer_conv2d kernel this CPU runs: 'avx512', 'avx2' or 'generic'.");
+  m.def("integer_isas", [] {
+        std::vector<std::string> names;
+        for (const int_conv::Isa isa : int_conv::available_isas()) names.emplace_back(int_conv::isa_name(isa));
+        return names;
+      }, "Every integer_conv2d kernel this CPU runs.");
   m.attr("MAX_THREADS") = sevc::exact::kMaxThreads;
   m.attr("MAX_PADDING") = sevc::exact::kMaxPadding;
   m.attr("MAX_ACTIVATION_BITS") = sevc::exact::kMaxActivationBits;

@@ -1,8 +1,9 @@
-"""Make the committed portable stream of test_portable.py (run once; not part of the tests).
+"""Make a committed stream of test_portable.py (run once per mode; not part of the tests).
 
-`python tests/make_portable_stream.py` encodes the first 3 frames of the bundled clip at q 32 in
-portable numerics with the stand-in weights of seed 0 into tests/data/portable/carphone.sevc, and
-writes the SHA-256 of its decoded frames (float64 full and skim reconstructions) beside it.
+`python tests/make_portable_stream.py MODE` (portable or integer) encodes the first 3 frames of the
+bundled clip at q 32 in that numerics mode with the stand-in weights of seed 0 into
+tests/data/MODE/carphone.sevc, and writes the SHA-256 of its decoded frames (full and skim
+reconstructions, in the mode's dtype) beside it.
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ FRAMES = 3
 Q = 32
 
 
-def main() -> None:
+def main(mode_name: str) -> None:
     sys.path.insert(0, str(HERE))
     from conftest import stand_in_model
-    from test_portable import STREAM, _decoded_hashes
+    from test_portable import STREAMS, _decoded_hashes
 
     from sevc.codec.bitstream import StreamHeader
     from sevc.codec.files import encode_file
@@ -30,20 +31,20 @@ def main() -> None:
     from sevc.models.loading import Models
     from sevc.numerics import Numerics
 
+    mode = Numerics.named(mode_name)
     torch.set_num_threads(1)
     models = Models(stand_in_model(IntraNoAR(), "i_frame", 0), stand_in_model(SEVC(), "p_frame", 0))
     for model in models:
         model.update(force=True)
-    header = StreamHeader(*SAMPLE_SIZE, Q, frame_count=FRAMES, weights_id=models.weights_id,
-                          numerics=Numerics.PORTABLE)
-    STREAM.parent.mkdir(parents=True, exist_ok=True)
-    for _ in encode_file(models, read_png_folder(SAMPLE_CLIP, *SAMPLE_SIZE, FRAMES), header, STREAM,
-                         overwrite=True):
+    header = StreamHeader(*SAMPLE_SIZE, Q, frame_count=FRAMES, weights_id=models.weights_id, numerics=mode)
+    stream = STREAMS[mode]
+    stream.parent.mkdir(parents=True, exist_ok=True)
+    for _ in encode_file(models, read_png_folder(SAMPLE_CLIP, *SAMPLE_SIZE, FRAMES), header, stream, overwrite=True):
         pass
     record = {"clip": f"{SAMPLE_CLIP.name}, first {FRAMES} frames", "q": Q, "weights": "stand-in, seed 0",
-              "frames": _decoded_hashes(models, STREAM)}
-    STREAM.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+              "frames": _decoded_hashes(models, stream)}
+    stream.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])

@@ -1,8 +1,9 @@
 """Encode and decode clips in one process, under whatever kernel configuration its environment
-sets (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, thread counts), and report hashes of everything.
+sets (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, SEVC_INTEGER_KERNEL, thread counts), and report
+hashes of everything.
 
 `python numerics_worker.py THREADS REPORT [FLOAT_STREAMS ...]` codes every clip of `CLIPS` with the
-stand-in weights (seed 0) in portable and in float numerics and writes REPORT (JSON): per clip and
+stand-in weights (seed 0) in every numerics mode and writes REPORT (JSON): per clip and
 mode, the SHA-256 of the payloads, of the encoder's reconstructions and of the decoded full and
 skim frames, and whether the decoder reproduced the encoder exactly. With FLOAT_STREAMS (reports'
 folders of float payloads written by other configurations), it also decodes those and reports,

@@ -15,10 +15,12 @@ from conftest import REPO
 
 BENCHMARKS = REPO / "benchmarks"
 TINY = {
-    "codec_speed.py": (["--width", "64", "--height", "64", "--frames", "2", "--arithmetic", "fp32", "portable"],
-                       "decoded frames equal the encoder's: fp32 yes, portable yes"),
-    "numerics_speed.py": (["--sizes", "64x64", "--frames", "2", "--threads", "1"], " 64x64 "),
+    "codec_speed.py": (["--width", "64", "--height", "64", "--frames", "2", "--arithmetic", "fp32", "integer"],
+                       "decoded frames equal the encoder's: fp32 yes, integer yes"),
+    "numerics_speed.py": (["--sizes", "64x64", "--frames", "2", "--threads", "1", "--rounds", "1", "--rss"],
+                          " 64x64  decode |"),
     "exact_conv.py": (["--threads", "1", "--repeats", "1", "--shrink", "16"], "equal"),
+    "integer_conv.py": (["--threads", "1", "--repeats", "1", "--shrink", "16"], "equal"),
     "portable_math.py": (["--threads", "1", "--repeat", "1", "--shrink", "64"], "softmax"),
     "rans_throughput.py": (["--symbols", "20000", "--repeats", "1"], "bits/symbol"),
 }

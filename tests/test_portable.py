@@ -1,6 +1,6 @@
-"""Portable numerics: exact sums, correctly rounded functions, streams that decode bit-exactly under
-every kernel configuration, a committed stream whose decoded frames every machine must reproduce,
-and how closely the portable mode tracks the float one."""
+"""The portable modes (portable and integer numerics): exact sums, correctly rounded functions,
+streams that decode bit-exactly under every kernel configuration, committed streams whose decoded
+frames every machine must reproduce, and how closely both track float numerics."""
 from __future__ import annotations
 
 import hashlib
@@ -23,17 +23,23 @@ from sevc.errors import BitstreamError
 from sevc.io.frames import read_png_folder
 from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from sevc.models import SEVC, IntraNoAR, Rate
-from sevc.numerics import Numerics, exact, functions
+from sevc import _exact
+from sevc.numerics import Numerics, exact, functions, integer
 
 from conftest import CLI_CASE, DEVICE, assert_clear_error, case_frames, cli, model_args, stand_in_model
 from reference import FIXTURES, case_info, path_rate
 
 HERE = Path(__file__).resolve().parent
-STREAM = HERE / "data" / "portable" / "carphone.sevc"
+PORTABLE_MODES = (Numerics.PORTABLE, Numerics.INTEGER)
+STREAMS = {mode: HERE / "data" / str(mode) / "carphone.sevc" for mode in PORTABLE_MODES}
+_KERNELS = _exact.integer_isas()
 CONFIGURATIONS = {  # the kernel configurations of the matrix: environment, threads
     "default kernels": ({}, 1),
-    "no vector kernels": ({"ATEN_CPU_CAPABILITY": "default"}, 1),
-    "oneDNN at SSE4.1, 2 threads": ({"ONEDNN_MAX_CPU_ISA": "SSE41"}, 2),
+    "no vector kernels": ({"ATEN_CPU_CAPABILITY": "default", integer.KERNEL_ENV: "generic"}, 1),
+    "oneDNN at SSE4.1, 2 threads": ({"ONEDNN_MAX_CPU_ISA": "SSE41",
+                                     integer.KERNEL_ENV: "avx2" if "avx2" in _KERNELS else "generic"}, 2),
+    **({"AVX-512 VNNI integer kernels, 2 threads": ({integer.KERNEL_ENV: "avx512"}, 2)}
+       if "amx" in _KERNELS else {}),
 }
 
 
@@ -136,9 +142,10 @@ def matrix(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", PORTABLE_MODES, ids=str)
 @pytest.mark.parametrize("clip", ["carphone", "odd_size"])
-def test_portable_streams_are_the_same_under_every_kernel_configuration(matrix, clip):
-    results = [report[f"{clip}/portable"] for report in matrix.values()]
+def test_portable_streams_are_the_same_under_every_kernel_configuration(matrix, clip, mode):
+    results = [report[f"{clip}/{mode}"] for report in matrix.values()]
     for key in ("payloads", "encoder_full", "encoder_skim", "decoded_full", "decoded_skim"):
         assert len({r[key] for r in results}) == 1, (key, [r[key][:12] for r in results])
     assert all(r["decoder_equals_encoder"] for r in results)
@@ -166,19 +173,20 @@ def _decoded_hashes(models, path: Path):
              "skim": hashlib.sha256(f.skim.cpu().numpy().tobytes()).hexdigest()} for f in decoded]
 
 
-def test_the_committed_stream_decodes_to_the_committed_hashes():
+@pytest.mark.parametrize("mode", PORTABLE_MODES, ids=str)
+def test_the_committed_stream_decodes_to_the_committed_hashes(mode):
     """Made once on the development machine (make_portable_stream.py); every machine that runs
-    the tests must decode it to the same frames, bit for bit."""
+    the tests must decode it to the same frames, bit for bit (under its best kernels)."""
     models = [stand_in_model(IntraNoAR(), "i_frame", 0).to(DEVICE), stand_in_model(SEVC(), "p_frame", 0).to(DEVICE)]
     for model in models:
         model.update(force=True)
-    expected = json.loads(STREAM.with_suffix(".json").read_text())
-    assert open_stream(STREAM).header.numerics is Numerics.PORTABLE
-    assert _decoded_hashes(models, STREAM) == expected["frames"]
+    expected = json.loads(STREAMS[mode].with_suffix(".json").read_text())
+    assert open_stream(STREAMS[mode]).header.numerics is mode
+    assert _decoded_hashes(models, STREAMS[mode]) == expected["frames"]
 
 
 def test_an_unknown_numerics_mode_is_refused(tmp_path, ckpt, capsys):
-    data = bytearray(STREAM.read_bytes())
+    data = bytearray(STREAMS[Numerics.PORTABLE].read_bytes())
     data[6] = 7  # the numerics byte, CRC recomputed
     data[36:40] = struct.pack(">I", zlib.crc32(bytes(data[:36])))
     (tmp_path / "s.sevc").write_bytes(bytes(data))
@@ -194,7 +202,7 @@ def test_the_published_layout_is_always_float(tmp_path, ckpt, capsys):
     assert_clear_error(cli(encode.main, args + ["--numerics", "portable"], capsys), "always float")
 
 
-# --- how closely portable tracks float --------------------------------------------------------
+# --- how closely the portable modes track float ----------------------------------------------
 
 def _tracking_inputs(case: str):
     """Seed, frames (an I-frame and two P-frames) and I-frame rate of a fixture case or of the
@@ -206,27 +214,28 @@ def _tracking_inputs(case: str):
 
 
 @pytest.mark.parametrize("case", ["case_a", "case_b", "case_c", "bundled clip"])
-def test_portable_tracks_float_on_the_test_path(case, figures):
+def test_the_portable_modes_track_float_on_the_test_path(case, figures):
     """Per frame: bits within 0.5%, reconstructions within 1/255 (the figures are printed)."""
     seed, frames, rate = _tracking_inputs(case)
     models = [stand_in_model(IntraNoAR(), "i_frame", seed), stand_in_model(SEVC(), "p_frame", seed)]
     results = {mode: list(VideoCodec(*models, numerics=mode).evaluate(frames, i_rate=rate)) for mode in Numerics}
-    pairs = list(zip(results[Numerics.PORTABLE], results[Numerics.FLOAT]))
-    bits = [abs(ours.bits.item() / theirs.bits.item() - 1) for ours, theirs in pairs]
-    recon = [(ours.recon.double() - theirs.recon.double()).abs().max().item() for ours, theirs in pairs]
-    figures(f"portable vs float, {case}: bits within {max(bits):.4%} per frame, "
-            f"reconstructions within {max(recon) * 255:.4f} / 255")
-    assert max(bits) < 0.005 and max(recon) <= 1 / 255
+    for mode in PORTABLE_MODES:
+        pairs = list(zip(results[mode], results[Numerics.FLOAT]))
+        bits = [abs(ours.bits.item() / theirs.bits.item() - 1) for ours, theirs in pairs]
+        recon = [(ours.recon.double() - theirs.recon.double()).abs().max().item() for ours, theirs in pairs]
+        figures(f"{mode} vs float, {case}: bits within {max(bits):.4%} per frame, "
+                f"reconstructions within {max(recon) * 255:.4f} / 255")
+        assert max(bits) < 0.005 and max(recon) <= 1 / 255, mode
 
 
-def test_encoder_writes_portable_streams_by_default_and_the_decoder_follows(tmp_path, ckpt, capsys):
+def test_encoder_writes_integer_streams_by_default_and_the_decoder_follows(tmp_path, ckpt, capsys):
     args = ["-i", FIXTURES / CLI_CASE / "frames", "--width", 128, "--height", 128, "-q", 20, "-f", 2,
             *model_args(ckpt)]
     status, out, _ = cli(encode.main, args + ["-b", tmp_path / "p.sevc"], capsys)
-    assert status == 0 and "portable numerics" in out
-    assert open_stream(tmp_path / "p.sevc").header.numerics is Numerics.PORTABLE
+    assert status == 0 and "integer numerics" in out
+    assert open_stream(tmp_path / "p.sevc").header.numerics is Numerics.INTEGER
     status, out, _ = cli(decode.main, ["-b", tmp_path / "p.sevc", "-o", tmp_path / "out", *model_args(ckpt)], capsys)
-    assert status == 0 and "portable numerics" in out
+    assert status == 0 and "integer numerics" in out
     assert len(list((tmp_path / "out" / "full").glob("*.png"))) == 2
 
 
@@ -238,13 +247,14 @@ def test_test_py_numerics_flag(tmp_path, ckpt, capsys):
     (tmp_path / "c.json").write_text(json.dumps(config))
     base = ["--test_config", tmp_path / "c.json", "--rate_num", 1, "--i_frame_q_indexes", 30, *model_args(ckpt)]
     records = {}
-    for mode in ("float", "portable"):
+    for mode in ("float", "portable", "integer"):
         status, _, err = cli(evaluate.main, base + ["--output_path", tmp_path / f"{mode}.json", "--numerics", mode],
                              capsys)
         assert status == 0, err
         records[mode] = json.loads((tmp_path / f"{mode}.json").read_text())["fixtures"]["frames"]["000"]
-    for ours, theirs in zip(records["portable"]["frame_bpp"], records["float"]["frame_bpp"]):
-        assert abs(ours / theirs - 1) < 0.005
-    result = cli(evaluate.main, base + ["--output_path", tmp_path / "x.json", "--numerics", "portable",
+    for mode in ("portable", "integer"):
+        for ours, theirs in zip(records[mode]["frame_bpp"], records["float"]["frame_bpp"]):
+            assert abs(ours / theirs - 1) < 0.005
+    result = cli(evaluate.main, base + ["--output_path", tmp_path / "x.json", "--numerics", "integer",
                                         "--precision", "bf16"], capsys)
-    assert_clear_error(result, "float64")
+    assert_clear_error(result, "has its own arithmetic")

@@ -18,7 +18,7 @@ from .errors import SevcError
 from .numerics import Numerics
 
 FIXED = 1 << 30
-PER_PIXEL = {Numerics.FLOAT: 4 << 10, Numerics.PORTABLE: 10 << 10}
+PER_PIXEL = {Numerics.FLOAT: 4 << 10, Numerics.PORTABLE: 10 << 10, Numerics.INTEGER: 5 << 10}
 _ALLOCATOR_FAILURES = ("can't allocate memory", "not enough memory")
 
 

@@ -33,8 +33,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("-q", "--qp", type=int_in(0, FINE_LEVELS - 1), default=32, help="q level 0..63 (default 32)")
     parser.add_argument("--ckpt_dir", default="ckpt", help="folder with the official checkpoints")
     parser.add_argument("--cuda", action="store_true", help="run on GPU")
-    parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="portable",
-                        help="arithmetic of the stream (default portable: decodes bit-exactly anywhere)")
+    parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="integer",
+                        help="arithmetic of the stream (default integer: decodes bit-exactly anywhere)")
     add_threads_arg(parser)
     add_quiet_arg(parser)
     return parser.parse_args(argv)

@@ -1,8 +1,8 @@
 """encoder.py: encode a PNG folder or raw YUV file into an SEVC bitstream.
 
 `--format sevc` (default) writes one file, the scalable sevc container (see `sevc.codec.bitstream`),
-by default in portable numerics (it decodes bit-exactly on any machine; `--numerics float` keeps the
-published arithmetic, and `--precision bf16|fp16` runs it in mixed precision, which the stream
+by default in integer numerics (it decodes bit-exactly on any machine; `--numerics portable` is the
+same in float64, `--numerics float` keeps the published arithmetic, and `--precision bf16|fp16` runs it in mixed precision, which the stream
 records); `--format official` the published folder layout (headers.bin, 0.bin, ...), always in
 float numerics at fp32.
 """
@@ -41,8 +41,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                                             "a folder for official (default out_bin)")
     parser.add_argument("--format", choices=FORMATS, default="sevc", help="bitstream format")
     parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics],
-                        help="arithmetic: portable (decodes bit-exactly on any CPU or GPU; the sevc default) or "
-                             "float (the published models'; the only one of --format official)")
+                        help="arithmetic: integer (decodes bit-exactly on any CPU or GPU, at the speed of float; "
+                             "the sevc default), portable (the same in float64) or float (the published models'; "
+                             "the only one of --format official)")
     parser.add_argument("--precision", choices=[str(p) for p in Precision], default="fp32",
                         help="float numerics only: fp32 (the published arithmetic) or bf16 / fp16 mixed precision "
                              "(faster on GPUs; the decoder follows the stream); implies --numerics float")
@@ -65,7 +66,7 @@ def _frame_count(args: argparse.Namespace) -> int:
 
 
 def arithmetic_of(args: argparse.Namespace) -> Tuple[Numerics, Precision]:
-    """The numerics mode and precision to encode in: --numerics, else portable for sevc streams at
+    """The numerics mode and precision to encode in: --numerics, else integer for sevc streams at
     fp32 and float otherwise (official streams, or a mixed --precision)."""
     precision = Precision.named(args.precision)
     if args.format == "official":
@@ -73,9 +74,9 @@ def arithmetic_of(args: argparse.Namespace) -> Tuple[Numerics, Precision]:
             raise SevcError("--format official records no numerics mode or precision and is always float, fp32; "
                             "drop --numerics / --precision or use --format sevc")
         return Numerics.FLOAT, precision
-    mode = Numerics.named(args.numerics or ("portable" if precision is Precision.FP32 else "float"))
-    if mode is Numerics.PORTABLE and precision is not Precision.FP32:
-        raise SevcError("--numerics portable computes in float64: --precision applies to float numerics")
+    mode = Numerics.named(args.numerics or ("integer" if precision is Precision.FP32 else "float"))
+    if mode.portable and precision is not Precision.FP32:
+        raise SevcError(f"--numerics {mode} has its own arithmetic: --precision applies to float numerics")
     return mode, precision
 
 

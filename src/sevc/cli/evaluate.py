@@ -46,7 +46,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="fp32 (the published numbers), or fp16 / bf16 mixed precision (torch.autocast)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models' transforms (speed)")
     parser.add_argument("--numerics", choices=[str(mode) for mode in Numerics], default="float",
-                        help="float (the published arithmetic and numbers) or portable (sevc's bit-exact mode)")
+                        help="float (the published arithmetic and numbers), or sevc's bit-exact modes: integer or "
+                             "portable (float64)")
     add_overwrite_arg(parser)
     add_quiet_arg(parser)
     return parser.parse_args(argv)
@@ -118,8 +119,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SevcError(f"--worker must be at least 1, got {args.worker}")
     if args.ratio != 4:
         raise SevcError("SEVC's base layer is 4x downsampled; --ratio must be 4")
-    if args.numerics == "portable" and (args.precision != "fp32" or args.compile):
-        raise SevcError("--numerics portable computes in float64: --precision and --compile apply to float numerics")
+    if Numerics.named(args.numerics).portable and (args.precision != "fp32" or args.compile):
+        raise SevcError(f"--numerics {args.numerics} has its own arithmetic: --precision and --compile apply to float "
+                        "numerics")
     check_file(args.output_path, is_result_file, args.overwrite, [args.test_config])
     rates = rates_to_test(args.rate_num, anchors_of(args), args.i_frame_q_indexes, args.p_frame_q_indexes)
     sequences = load_test_config(args.test_config)

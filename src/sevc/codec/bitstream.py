@@ -12,9 +12,10 @@ An I-frame is one intra packet; a P-frame a base packet followed, unless the str
 an enhancement packet. A packet's CRC-32 covers its type, length and payload and continues from
 the CRC of the packet before it (the first packet's from the header's): a packet is valid only
 after its own header and in its own place. `numerics` names the arithmetic the stream was coded
-with (`sevc.numerics.Numerics`: 0 float, the published models' arithmetic; 1 portable, the same
-bits on every machine) and `precision` the precision of float numerics (`sevc.numerics.Precision`:
-0 fp32, 1 bf16, 2 fp16 mixed precision; always 0 in portable numerics); a decoder refuses a mode,
+with (`sevc.numerics.Numerics`: 0 float, the published models' arithmetic; 1 portable and 2
+integer, the same bits on every machine) and `precision` the precision of float numerics
+(`sevc.numerics.Precision`: 0 fp32, 1 bf16, 2 fp16 mixed precision; always 0 in the portable
+modes); a decoder refuses a mode,
 a precision or a flag it does not know. `weights_id` identifies the weights (see
 `sevc.models.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame
 sizes and counts are limited (`sevc.limits`) and checked before anything is decoded; frames are
@@ -123,7 +124,7 @@ class StreamHeader:
                                  f"(it knows {known})")
         if self.precision not in set(Precision):
             raise BitstreamError(f"the stream uses precision {self.precision}, which this decoder does not know")
-        if self.numerics == Numerics.PORTABLE and self.precision != Precision.FP32:
+        if Numerics(self.numerics).portable and self.precision != Precision.FP32:
             raise BitstreamError("invalid stream header: a portable stream with a float precision")
 
 

@@ -72,8 +72,8 @@ class VideoCodec:
         self.schedule = schedule
         self.numerics = Numerics(numerics)
         self.precision = Precision(precision)
-        if self.numerics is Numerics.PORTABLE and self.precision is not Precision.FP32:
-            raise ValueError("portable numerics computes in float64; a precision applies to float numerics")
+        if self.numerics.portable and self.precision is not Precision.FP32:
+            raise ValueError(f"{self.numerics} numerics has its own arithmetic; a precision applies to float numerics")
 
     def _run(self, items: Iterable[Item], mode: Mode, code_intra: Callable[[Item], Tuple[Buffers, Result]],
              code_inter: Callable[[Item, Buffers, int], Tuple[Buffers, Result]]

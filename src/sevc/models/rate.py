@@ -76,8 +76,9 @@ def fine_levels(anchors: torch.Tensor) -> torch.Tensor:
     if remembered is not None and remembered[0]() is anchors and remembered[1] == state:
         return remembered[2]
     values = anchors.detach().reshape(-1).cpu().numpy().astype(np.float32)
-    if mode is Numerics.PORTABLE:
+    if mode.portable:
         levels = torch.tensor(log_spaced(float(values[0]), float(values[-1]), FINE_LEVELS), dtype=torch.float64)
+        levels = levels.to(mode.dtype)
     else:
         levels = np.exp(np.linspace(np.log(values[0]), np.log(values[-1]), FINE_LEVELS))
         levels = torch.from_numpy(np.asarray(levels, dtype=np.float32))

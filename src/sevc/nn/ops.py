@@ -2,7 +2,9 @@
 
 In float mode each is PyTorch's own operation, exactly as the published models call it. In
 portable mode the linear ones are computed exactly (`sevc.numerics.exact`) and the nonlinear ones
-from correctly rounded basic operations (`sevc.numerics.functions`). The modules are drop-in
+from correctly rounded basic operations (`sevc.numerics.functions`); integer mode computes
+convolutions and linear layers by exact integer sums (`sevc.numerics.integer`) and the rest as
+portable mode does, rounded to float32. The modules are drop-in
 subclasses of PyTorch's: same parameters, same state_dict keys.
 """
 from __future__ import annotations
@@ -11,52 +13,66 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..numerics import exact, functions, in_mode_dtype, is_portable
+from ..numerics import Numerics, current, exact, functions, in_mode_dtype, integer, is_portable
 
 
 class Conv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_portable():
+        mode = current()
+        if mode is Numerics.INTEGER:
+            return integer.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if mode is Numerics.PORTABLE:
             return exact.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return super().forward(x)
 
 
 class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if is_portable():
+        mode = current()
+        if mode is Numerics.INTEGER:
+            return integer.linear(x, self.weight, self.bias)
+        if mode is Numerics.PORTABLE:
             return exact.linear(x, self.weight, self.bias)
         return super().forward(x)
+
+
+def _portable(function, *tensors: torch.Tensor, **kwargs) -> torch.Tensor:
+    """A portable-mode operation (float64) in the portable mode in effect: in integer mode on the
+    float32 tensors made float64, its result rounded back to float32."""
+    if current() is Numerics.INTEGER:
+        return integer.via_float64(function, *tensors, **kwargs)
+    return function(*(in_mode_dtype(t) for t in tensors), **kwargs)
 
 
 class LayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if is_portable():
-            return exact.layer_norm(x, self.weight, self.bias, self.eps)
+            return _portable(exact.layer_norm, x, weight=self.weight, bias=self.bias, eps=self.eps)
         return super().forward(x)
 
 
 class GELU(nn.GELU):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return functions.gelu(in_mode_dtype(x)) if is_portable() else super().forward(x)
+        return _portable(functions.gelu, x) if is_portable() else super().forward(x)
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b."""
-    return exact.matmul(in_mode_dtype(a), in_mode_dtype(b)) if is_portable() else a @ b
+    return _portable(exact.matmul, a, b) if is_portable() else a @ b
 
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim."""
-    return exact.softmax(in_mode_dtype(x)) if is_portable() else torch.softmax(x, dim=-1)
+    return _portable(exact.softmax, x) if is_portable() else torch.softmax(x, dim=-1)
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    return functions.sigmoid(in_mode_dtype(x)) if is_portable() else torch.sigmoid(x)
+    return _portable(functions.sigmoid, x) if is_portable() else torch.sigmoid(x)
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
-    return functions.tanh(in_mode_dtype(x)) if is_portable() else torch.tanh(x)
+    return _portable(functions.tanh, x) if is_portable() else torch.tanh(x)
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
-    return functions.softplus(in_mode_dtype(x)) if is_portable() else F.softplus(x)
+    return _portable(functions.softplus, x) if is_portable() else F.softplus(x)

@@ -11,6 +11,13 @@
   rounding, comparisons; `sevc.numerics.functions`), never a libm transcendental; resampling and
   warping are explicit formulas evaluated in a fixed order; entropy-model table indexes come from
   comparisons with precomputed thresholds.
+- `Numerics.INTEGER`: bit-identical everywhere too, at the speed of float: tensors are float32,
+  convolutions and linear layers exact sums of 16-bit integers computed by integer units
+  (`sevc.numerics.integer`); everything else as in portable mode (the latent prior's few
+  reductions through its exact float64 sums, rounded back to float32).
+
+Both portable modes (`is_portable()`) share the explicit resampling and the entropy models'
+tables and indexes; they differ in the arithmetic of the layers.
 
 The mode is a context, like `torch.no_grad()`: `with numerics(Numerics.PORTABLE): ...`. The
 models read it in every numerics-dependent operation (`sevc.nn.ops`, `sevc.nn.resample`, the
@@ -47,11 +54,17 @@ class Numerics(_Named):
 
     FLOAT = 0
     PORTABLE = 1
+    INTEGER = 2
 
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the models compute in."""
         return torch.float64 if self is Numerics.PORTABLE else torch.float32
+
+    @property
+    def portable(self) -> bool:
+        """Whether results are bit-identical on every machine (portable and integer modes)."""
+        return self is not Numerics.FLOAT
 
 
 class Precision(_Named):
@@ -89,12 +102,15 @@ def current() -> Numerics:
 
 
 def is_portable() -> bool:
-    return _CURRENT.get() is Numerics.PORTABLE
+    """Whether the mode in effect is one of the portable ones (portable or integer)."""
+    return _CURRENT.get().portable
 
 
 def in_mode_dtype(x: torch.Tensor) -> torch.Tensor:
-    """x in float64 in portable mode, as it is in float mode."""
-    return x.to(torch.float64) if is_portable() else x
+    """x in the dtype of the portable mode in effect (float64, or float32 in integer mode); as it
+    is in float mode."""
+    mode = _CURRENT.get()
+    return x.to(mode.dtype) if mode.portable else x
 
 
 @contextlib.contextmanager
