@@ -13,6 +13,7 @@
 
 #include "exact_conv.h"
 #include "integer_conv.h"
+#include "integer_math.h"
 #include "portable_math.h"
 
 namespace py = pybind11;
@@ -324,8 +325,39 @@ py::array integer_conv2d(const py::object &input_obj, const int_conv::IntegerWei
   return std::move(output);
 }
 
-}  // namespace
+py::array integer_matmul(const py::object &a_obj, const py::object &b_obj, const py::object &threads_obj,
+                         const std::string &kernel) {
+  const auto a = typed_array<float>(a_obj, "a", 3, "float32", "[batch, m, k]");
+  const auto b = typed_array<float>(b_obj, "b", 3, "float32", "[batch, k, n]");
+  if (a.shape(0) != b.shape(0) || a.shape(2) != b.shape(1))
+    throw py::value_error("a [batch, m, k] and b [batch, k, n] do not match: " + shape_of(a) + ", " + shape_of(b));
+  const int threads = static_cast<int>(integer_in(threads_obj, "threads", 1, int_conv::kMaxThreads));
+  const int_conv::Isa isa = int_conv::isa_named(kernel);
+  py::array_t<float, py::array::c_style> out({a.shape(0), a.shape(1), b.shape(2)});
+  float *data = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    int_conv::matmul(a.data(), b.data(), data, a.shape(0), a.shape(1), a.shape(2), b.shape(2), threads, isa);
+  }
+  return std::move(out);
+}
 
+py::array integer_softmax(const py::object &x_obj, const py::object &threads_obj, const std::string &kernel) {
+  const auto x = typed_array<float>(x_obj, "x", 2, "float32", "[rows, length]");
+  const int threads = static_cast<int>(integer_in(threads_obj, "threads", 1, int_conv::kMaxThreads));
+  if (kernel != "generic" && kernel != "avx512")
+    throw py::value_error("kernel must be 'generic' or 'avx512', got '" + kernel + "'");
+  py::array_t<float, py::array::c_style> y({x.shape(0), x.shape(1)});
+  float *data = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    int_conv::softmax(x.data(), data, x.shape(0), x.shape(1), threads,
+                      kernel == "avx512" ? int_conv::MathKernels::kAvx512 : int_conv::MathKernels::kGeneric);
+  }
+  return std::move(y);
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_exact, m) {
   m.doc() =
@@ -415,6 +447,20 @@ PYBIND11_MODULE(_exact, m) {
         "None; stride 1 or 2; padding an int or (ph, pw); threads 1..256 (the result is the same for any);\n"
         "kernel 'generic', 'avx2' or 'avx512' (integer_isas(): those this CPU runs; all give the same\n"
         "result). Returns output float32 [N, O, Ho, Wo].");
+  m.def("integer_matmul", &integer_matmul, py::arg("a"), py::arg("b"), py::arg("threads") = 1,
+        py::arg("kernel") = "generic",
+        "integer_matmul(a, b, threads=1, kernel='generic') -> out\n\n"
+        "Integer numerics' batched product (sevc.numerics.integer.reference_matmul): a float32 [batch, m, k],\n"
+        "b float32 [batch, k, n], C-contiguous numpy arrays, each matrix on its own grid; kernel as for\n"
+        "integer_conv2d. Returns out float32 [batch, m, n].");
+  m.def("integer_softmax", &integer_softmax, py::arg("x"), py::arg("threads") = 1, py::kw_only(),
+        py::arg("kernel") = "generic",
+        "integer_softmax(x, threads=1, *, kernel='generic') -> y\n\n"
+        "Integer numerics' softmax over the last dim (sevc.numerics.integer._softmax_torch) bit for bit: x\n"
+        "float32 [rows, length], C-contiguous; kernel 'generic' or 'avx512' (integer_math_isa()), the same bits.");
+  m.def("integer_math_isa", [] {
+        return int_conv::best_math_kernels() == int_conv::MathKernels::kAvx512 ? "avx512" : "generic";
+      }, "The best integer_softmax kernel this CPU runs: 'avx512' or 'generic'.");
   m.def("integer_isa", [] { return int_conv::isa_name(int_conv::best_isa()); },
         "The best integer_conv2d kernel this CPU runs: 'avx512', 'avx2' or 'generic'.");
   m.def("integer_isas", [] {

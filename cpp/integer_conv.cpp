@@ -19,6 +19,7 @@
 // blocking or the threads.
 #include "integer_conv.h"
 #include "parallel.h"
+#include "scratch.h"
 
 #include <algorithm>
 #include <cmath>
@@ -96,6 +97,17 @@ void tile_generic(const Tile &t) {
         t.sum_low[c * t.sum_stride + v * kVector + i] += low[c][i];
       }
   }
+}
+
+// The largest |x[i]| of count floats as a bit pattern (at least 0x7F800000 with an infinity or a NaN).
+uint32_t largest_generic(const float *x, int64_t count) {
+  uint32_t largest = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    largest = std::max(largest, bits & 0x7FFFFFFFu);
+  }
+  return largest;
 }
 
 // One row of a sample onto its grid: high[i] = a >> 8, low[i] = a & 255 of
@@ -191,6 +203,18 @@ SEVC_AVX2 void tile_avx2(const Tile &t) {
   }
   SEVC_TILE_ALL(SEVC_WIDEN)
 #undef SEVC_WIDEN
+}
+
+SEVC_AVX2 uint32_t largest_avx2(const float *x, int64_t count) {
+  const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+  __m256i largest = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8)
+    largest = _mm256_max_epu32(largest, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + i)),
+                                                          magnitude));
+  alignas(32) uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i *>(lanes), largest);
+  return std::max(*std::max_element(lanes, lanes + 8), largest_generic(x + i, count - i));
 }
 
 SEVC_AVX2 void quantize_avx2(const float *x, int64_t count, float scale, int16_t *high, int16_t *low) {
@@ -294,6 +318,15 @@ SEVC_AVX512 inline __mmask16 first16(int64_t count) {
 
 SEVC_AVX512 inline __mmask32 first32(int64_t count) {
   return count >= 32 ? __mmask32(0xFFFFFFFFu) : count <= 0 ? __mmask32(0) : __mmask32((1u << count) - 1);
+}
+
+SEVC_AVX512 uint32_t largest_avx512(const float *x, int64_t count) {
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512i largest = _mm512_setzero_si512();
+  for (int64_t i = 0; i < count; i += 16)
+    largest = _mm512_max_epu32(largest, _mm512_and_si512(_mm512_maskz_loadu_epi32(first16(count - i), x + i),
+                                                         magnitude));
+  return _mm512_reduce_max_epu32(largest);
 }
 
 SEVC_AVX512 void quantize_avx512(const float *x, int64_t count, float scale, int16_t *high, int16_t *low) {
@@ -615,6 +648,7 @@ SEVC_AMX void convolve_row_amx(const uint8_t *high, const uint8_t *low, const Qu
 struct Kernels {
   int channels, vectors;
   TileFn tile[4][3];
+  uint32_t (*largest)(const float *, int64_t);
   void (*quantize)(const float *, int64_t, float, int16_t *, int16_t *);
   void (*zip)(const int16_t *, const int16_t *, int64_t, int64_t, int16_t *);
   void (*finish)(const int64_t *, const int64_t *, int64_t, double, const double *, float *);
@@ -630,25 +664,24 @@ Kernels kernels_of(Isa isa) {
              {tile_avx512<2, 1>, tile_avx512<2, 2>, tile_avx512<2, 3>},
              {tile_avx512<3, 1>, tile_avx512<3, 2>, tile_avx512<3, 3>},
              {tile_avx512<4, 1>, tile_avx512<4, 2>, tile_avx512<4, 3>}},
-            quantize_avx512, zip_avx512, finish_avx512, depthwise_avx512};
+            largest_avx512, quantize_avx512, zip_avx512, finish_avx512, depthwise_avx512};
   if (isa == Isa::kAvx2)
-    return {2, 1, {{tile_avx2<1, 1>}, {tile_avx2<2, 1>}}, quantize_avx2, zip_avx2, finish_avx2, depthwise_generic};
+    return {2, 1, {{tile_avx2<1, 1>}, {tile_avx2<2, 1>}}, largest_avx2, quantize_avx2, zip_avx2, finish_avx2, depthwise_generic};
 #endif
   (void)isa;
   return {4, 1, {{tile_generic<1, 1>}, {tile_generic<2, 1>}, {tile_generic<3, 1>}, {tile_generic<4, 1>}},
-          quantize_generic, zip_generic, finish_generic, depthwise_generic};
+          largest_generic, quantize_generic, zip_generic, finish_generic, depthwise_generic};
 }
 
 // --- the convolution ---------------------------------------------------------------------------
 
-// The grid exponent of count floats (see the header): the largest magnitude as a bit pattern.
-int sample_exponent(const float *x, int64_t count) {
-  uint32_t largest = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, sizeof bits);
-    largest = std::max(largest, bits & 0x7FFFFFFFu);
-  }
+// The grid exponent of count floats (see the header), from the largest magnitude as a bit
+// pattern (kernels.largest; in parts on `threads` threads).
+int sample_exponent(const Kernels &kernels, const float *x, int64_t count, int threads) {
+  std::vector<uint32_t> parts(static_cast<size_t>(threads), 0);
+  parallel_for(std::min<int64_t>(threads, count / kMinThreadWork + 1), count,
+               [&](int64_t part, int64_t begin, int64_t end) { parts[part] = kernels.largest(x + begin, end - begin); });
+  const uint32_t largest = *std::max_element(parts.begin(), parts.end());
   if (largest >= 0x7F800000u) return 0;  // an infinity or a NaN
   float value;
   std::memcpy(&value, &largest, sizeof value);
@@ -699,12 +732,14 @@ void pack(const Kernels &kernels, const int16_t *planes, const Geometry &g, int6
   }
 }
 
-// The output channels [o0, o1) of one group for one packed unit: tiles, then S -> floats.
-void convolve_unit(const Kernels &kernels, const int16_t *high, const int16_t *low, const Geometry &g,
-                   const IntegerWeight &weight, int64_t group, int64_t o0, int64_t o1, int exponent,
-                   const double *bias, int64_t p0, int64_t count, float *out, std::vector<int64_t> &sums) {
-  const int64_t vectors = ceil_div(count, kVector), plane = g.ho * g.wo;
-  const int32_t *words = weight.pair_words(group);
+// The sums S of output channels [o0, o1) (of g.go, their weight words `words`, [pairs][g.go]) over
+// the first `count` pixels of a pair of packed panels, by register tiles: emit(o, sum_high, sum_low)
+// for each, S = 256 sum_high + sum_low.
+template <class Emit>
+void multiply_panels(const Kernels &kernels, const int16_t *high, const int16_t *low, const Geometry &g,
+                     const int32_t *words, int64_t o0, int64_t o1, int64_t count, std::vector<int64_t> &sums,
+                     const Emit &emit) {
+  const int64_t vectors = ceil_div(count, kVector);
   sums.resize(static_cast<size_t>(2 * kernels.channels * g.block));
   int64_t *sum_high = sums.data(), *sum_low = sums.data() + kernels.channels * g.block;
   for (int64_t oc = o0; oc < o1; oc += kernels.channels) {
@@ -719,13 +754,22 @@ void convolve_unit(const Kernels &kernels, const int16_t *high, const int16_t *l
         kernels.tile[channels - 1][span - 1](t);
       }
     }
-    for (int c = 0; c < channels; ++c) {
-      const int64_t o = group * g.go + oc + c;
-      const double scale = std::ldexp(1.0, exponent - kActivationBits + weight.exponents()[o] - kActivationBits);
-      kernels.finish(sum_high + c * g.block, sum_low + c * g.block, count, scale, bias ? bias + o : nullptr,
-                     out + o * plane + p0);
-    }
+    for (int c = 0; c < channels; ++c) emit(oc + c, sum_high + c * g.block, sum_low + c * g.block);
   }
+}
+
+// The output channels [o0, o1) of one group for one packed unit: tiles, then S -> floats.
+void convolve_unit(const Kernels &kernels, const int16_t *high, const int16_t *low, const Geometry &g,
+                   const IntegerWeight &weight, int64_t group, int64_t o0, int64_t o1, int exponent,
+                   const double *bias, int64_t p0, int64_t count, float *out, std::vector<int64_t> &sums) {
+  multiply_panels(kernels, high, low, g, weight.pair_words(group), o0, o1, count, sums,
+                  [&](int64_t local, const int64_t *sum_high, const int64_t *sum_low) {
+                    const int64_t o = group * g.go + local;
+                    const double scale =
+                        std::ldexp(1.0, exponent - kActivationBits + weight.exponents()[o] - kActivationBits);
+                    kernels.finish(sum_high, sum_low, count, scale, bias ? bias + o : nullptr,
+                                   out + o * g.ho * g.wo + p0);
+                  });
 }
 
 }  // namespace
@@ -859,7 +903,8 @@ namespace {
 void convolve_direct_amx(const float *input, const IntegerWeight &weight, const double *bias, float *output,
                          const ConvShape &s, const Geometry &g, const std::vector<int> &exponents, int threads) {
   const Quads q{weight.input_blocks() * 16, g.hp, g.stride, g.stride == 1 ? g.wp : (g.wp + 1) / 2};
-  std::vector<uint8_t> high(static_cast<size_t>(q.bytes())), low(high.size());
+  const Scratch planes(static_cast<size_t>(2 * q.bytes()));
+  uint8_t *high = planes.as<uint8_t>(), *low = high + q.bytes();
   const int64_t work = weight.o * g.ho * g.wo * g.taps;
   const int64_t useful = std::max<int64_t>(1, std::min<int64_t>(threads, work / kMinThreadWork));
   const int64_t splits = g.ho >= useful ? 1 : std::min(ceil_div(useful, g.ho), ceil_div(weight.o, int64_t{16}));
@@ -868,13 +913,13 @@ void convolve_direct_amx(const float *input, const IntegerWeight &weight, const 
     const float scale = std::ldexp(1.0f, kActivationBits - exponents[n]);
     const Epilogue epilogue(weight, exponents[n], bias);
     parallel_for(threads, q.quads, [&](int64_t, int64_t begin, int64_t end) {
-      quantize_quads(input + n * s.c * s.h * s.w, g, q, scale, begin, end, high.data(), low.data());
+      quantize_quads(input + n * s.c * s.h * s.w, g, q, scale, begin, end, high, low);
     });
     parallel_for(useful, g.ho * splits, [&](int64_t, int64_t begin, int64_t end) {
       configure_tiles();
       for (int64_t i = begin; i < end; ++i) {
         const int64_t o0 = std::min(weight.o, i % splits * per_split);
-        convolve_row_amx(high.data(), low.data(), q, g, weight, i / splits, o0, std::min(weight.o, o0 + per_split),
+        convolve_row_amx(high, low, q, g, weight, i / splits, o0, std::min(weight.o, o0 + per_split),
                          epilogue, output + n * weight.o * g.ho * g.wo);
       }
       release_tiles();
@@ -923,7 +968,7 @@ void conv2d(const float *input, const IntegerWeight &weight, const double *bias,
 
   const int64_t sample_size = s.c * s.h * s.w, plane_size = g.hp * g.wp;
   std::vector<int> exponents(static_cast<size_t>(s.n));
-  for (int64_t n = 0; n < s.n; ++n) exponents[n] = sample_exponent(input + n * sample_size, sample_size);
+  for (int64_t n = 0; n < s.n; ++n) exponents[n] = sample_exponent(kernels, input + n * sample_size, sample_size, threads);
 #if SEVC_INTEGER_X86
   // Dense convolutions with enough input channels (at least two thirds of the blocks of 64 used)
   // read their tiles in place, from planes of channel quads: no im2col copy.
@@ -933,12 +978,13 @@ void conv2d(const float *input, const IntegerWeight &weight, const double *bias,
     return;
   }
 #endif
-  std::vector<int16_t> high(static_cast<size_t>(s.n * s.c * plane_size)), low(high.size());
+  const Scratch planes(static_cast<size_t>(2 * s.n * s.c * plane_size) * sizeof(int16_t));
+  int16_t *const high = planes.as<int16_t>(), *const low = high + s.n * s.c * plane_size;
   parallel_for(threads, s.n * s.c, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float scale = std::ldexp(1.0f, kActivationBits - exponents[i / s.c]);
-      quantize_channel(kernels, input + i * s.h * s.w, g, scale, high.data() + i * plane_size,
-                       low.data() + i * plane_size);
+      quantize_channel(kernels, input + i * s.h * s.w, g, scale, high + i * plane_size,
+                       low + i * plane_size);
     }
   });
 
@@ -950,7 +996,7 @@ void conv2d(const float *input, const IntegerWeight &weight, const double *bias,
         for (int64_t k = 0; k < g.kh * g.kw; ++k) q[k] = weight.tap(c, k);
         const double scale = std::ldexp(1.0, exponents[i / s.c] - kActivationBits + weight.exponents()[c] -
                                                  kActivationBits);
-        kernels.depthwise(high.data() + i * plane_size, low.data() + i * plane_size, g, q.data(), scale,
+        kernels.depthwise(high + i * plane_size, low + i * plane_size, g, q.data(), scale,
                           bias ? bias + c : nullptr, output + i * g.ho * g.wo);
       }
     });
@@ -966,10 +1012,10 @@ void conv2d(const float *input, const IntegerWeight &weight, const double *bias,
 #if SEVC_INTEGER_X86
   if (amx) {
     struct Panels {
-      std::vector<uint8_t> high, low;
-      bool configured = false;
+      std::unique_ptr<Scratch> memory;
+      uint8_t *high = nullptr, *low = nullptr;
       ~Panels() {
-        if (configured) release_tiles();
+        if (memory) release_tiles();
       }
     };
     const int64_t panel = weight.tap_blocks() * 16 * g.block * 4;
@@ -979,37 +1025,88 @@ void conv2d(const float *input, const IntegerWeight &weight, const double *bias,
         units, weight.o, 16, useful,
         [&](int64_t unit, Panels &p) {
           const auto [n, group, p0, count] = where(unit);
-          p.high.resize(static_cast<size_t>(panel)), p.low.resize(static_cast<size_t>(panel));
-          pack_amx(high.data() + n * s.c * plane_size, g, p0, count, 0x80, p.high.data());
-          pack_amx(low.data() + n * s.c * plane_size, g, p0, count, 0, p.low.data());
-          if (!p.configured) configure_tiles(), p.configured = true;
+          if (!p.memory) {
+            p.memory = std::make_unique<Scratch>(static_cast<size_t>(2 * panel));
+            p.high = p.memory->as<uint8_t>(), p.low = p.high + panel;
+            configure_tiles();
+          }
+          pack_amx(high + n * s.c * plane_size, g, p0, count, 0x80, p.high);
+          pack_amx(low + n * s.c * plane_size, g, p0, count, 0, p.low);
         },
         [&](int64_t unit, int64_t o0, int64_t o1, Panels &p) {
           const auto [n, group, p0, count] = where(unit);
-          convolve_unit_amx(p.high.data(), p.low.data(), g, weight, o0, o1, epilogues[n], p0, count,
+          convolve_unit_amx(p.high, p.low, g, weight, o0, o1, epilogues[n], p0, count,
                             output + n * weight.o * g.ho * g.wo);
         });
     return;
   }
 #endif
   struct Panels {
-    std::vector<int16_t> high, low;
+    std::unique_ptr<Scratch> memory;
+    int16_t *high = nullptr, *low = nullptr;
     std::vector<int64_t> sums;
   };
+  const int64_t panel = g.pairs * 2 * g.block;
   for_each_unit<Panels>(
       units, g.go, kernels.channels, useful,
       [&](int64_t unit, Panels &p) {
         const auto [n, group, p0, count] = where(unit);
         const int64_t first = (n * s.c + group * g.cg) * plane_size;
-        p.high.resize(static_cast<size_t>(g.pairs * 2 * g.block)), p.low.resize(p.high.size());
-        pack(kernels, high.data() + first, g, p0, count, p.high.data());
-        pack(kernels, low.data() + first, g, p0, count, p.low.data());
+        if (!p.memory) {
+          p.memory = std::make_unique<Scratch>(static_cast<size_t>(2 * panel) * sizeof(int16_t));
+          p.high = p.memory->as<int16_t>(), p.low = p.high + panel;
+        }
+        pack(kernels, high + first, g, p0, count, p.high);
+        pack(kernels, low + first, g, p0, count, p.low);
       },
       [&](int64_t unit, int64_t o0, int64_t o1, Panels &p) {
         const auto [n, group, p0, count] = where(unit);
-        convolve_unit(kernels, p.high.data(), p.low.data(), g, weight, group, o0, o1, exponents[n], bias, p0, count,
+        convolve_unit(kernels, p.high, p.low, g, weight, group, o0, o1, exponents[n], bias, p0, count,
                       output + n * weight.o * g.ho * g.wo, p.sums);
       });
+}
+
+void matmul(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n, int threads,
+            Isa isa) {
+  if (batch <= 0 || m <= 0 || k <= 0 || n <= 0 || k > kMaxTaps)
+    throw std::invalid_argument("matmul needs positive sizes and at most 2 ** 22 terms per sum");
+  const Kernels kernels = kernels_of(isa == Isa::kAmx ? Isa::kAvx512 : isa);
+  Geometry g{};
+  g.pairs = (k + 1) / 2, g.go = m;
+  g.block = ceil_div(n, kVector) * kVector;
+  const int64_t work = batch * m * n * k;
+  parallel_for(std::max<int64_t>(1, std::min<int64_t>(threads, work / kMinThreadWork)), batch,
+               [&](int64_t, int64_t begin, int64_t end) {
+    // per matrix: a's integers as weight words [pairs][m] (taps 2j, 2j + 1 of row i); b's high and
+    // low planes [k][n] (one row per tap), zipped into panels [pairs][block][2]
+    std::vector<int16_t> rows(static_cast<size_t>(4 * k * n + 2 * m * k));
+    int16_t *high = rows.data(), *low = high + k * n, *a_high = low + k * n, *a_low = a_high + m * k;
+    Scratch panels(static_cast<size_t>(2 * g.pairs * 2 * g.block) * sizeof(int16_t));
+    int16_t *panel_high = panels.as<int16_t>(), *panel_low = panel_high + g.pairs * 2 * g.block;
+    std::vector<int32_t> words(static_cast<size_t>(g.pairs * m));
+    std::vector<int64_t> sums;
+    for (int64_t t = begin; t < end; ++t) {
+      const float *at = a + t * m * k, *bt = b + t * k * n;
+      const int ea = sample_exponent(kernels, at, m * k, 1), eb = sample_exponent(kernels, bt, k * n, 1);
+      kernels.quantize(at, m * k, std::ldexp(1.0f, kActivationBits - ea), a_high, a_low);
+      kernels.quantize(bt, k * n, std::ldexp(1.0f, kActivationBits - eb), high, low);
+      std::fill(words.begin(), words.end(), 0);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          const uint32_t value = static_cast<uint16_t>(256 * a_high[i * k + j] + a_low[i * k + j]);
+          reinterpret_cast<uint32_t &>(words[(j / 2) * m + i]) |= value << ((j & 1) ? 16 : 0);
+        }
+      for (int16_t *panel : {panel_high, panel_low}) std::fill(panel, panel + g.pairs * 2 * g.block, int16_t{0});
+      for (int64_t j = 0; j < k; j += 2)
+        for (const auto &[plane, panel] : {std::make_pair(high, panel_high), std::make_pair(low, panel_low)})
+          kernels.zip(plane + j * n, j + 1 < k ? plane + (j + 1) * n : nullptr, n, 1, panel + (j / 2) * 2 * g.block);
+      const double scale = std::ldexp(1.0, ea - kActivationBits + eb - kActivationBits);
+      multiply_panels(kernels, panel_high, panel_low, g, words.data(), 0, m, n, sums,
+                      [&](int64_t i, const int64_t *sum_high, const int64_t *sum_low) {
+                        kernels.finish(sum_high, sum_low, n, scale, nullptr, out + (t * m + i) * n);
+                      });
+    }
+  });
 }
 
 }  // namespace integer

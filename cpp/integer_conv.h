@@ -104,5 +104,12 @@ void check_arguments(const ConvShape &shape, const IntegerWeight &weight, int th
 void conv2d(const float *input, const IntegerWeight &weight, const double *bias, float *output, const ConvShape &shape,
             int threads, Isa isa);
 
+// Batched products out[t] = a[t] @ b[t] of a [batch, m, k] and b [batch, k, n] (float32, C-contiguous;
+// m, k, n positive, k <= kMaxTaps): each matrix on its own grid as a sample's activations are
+// (step 1 above), the integer products summed exactly, out = float(double(S) * 2 ** (e_a - 15 +
+// e_b - 15)). The same kernels and the same bits as conv2d.
+void matmul(const float *a, const float *b, float *out, int64_t batch, int64_t m, int64_t k, int64_t n, int threads,
+            Isa isa);
+
 }  // namespace integer
 }  // namespace sevc

@@ -188,7 +188,7 @@ def test_every_layer_of_the_models_is_the_same_under_every_kernel(model_layers, 
     for module, x in model_layers:
         with numerics(Numerics.INTEGER):
             if isinstance(module, Linear):
-                x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)[..., None]
+                x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)[:, :, None, :]
                 weight, stride, padding, groups = module.weight, 1, 0, 1
             else:
                 weight, stride, padding, groups = module.weight, module.stride, module.padding, module.groups

@@ -58,12 +58,18 @@ class GELU(nn.GELU):
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a @ b."""
-    return _portable(exact.matmul, a, b) if is_portable() else a @ b
+    mode = current()
+    if mode is Numerics.INTEGER:
+        return integer.matmul(a, b)
+    return exact.matmul(in_mode_dtype(a), in_mode_dtype(b)) if mode is Numerics.PORTABLE else a @ b
 
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim."""
-    return _portable(exact.softmax, x) if is_portable() else torch.softmax(x, dim=-1)
+    mode = current()
+    if mode is Numerics.INTEGER:
+        return integer.softmax(x)
+    return exact.softmax(in_mode_dtype(x)) if mode is Numerics.PORTABLE else torch.softmax(x, dim=-1)
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,12 @@ products (`torch._int_mm`, the integer units of GPUs) of the byte slices of a an
 and float32 convolutions of byte slices (exact below 2 ** 24) for grouped and depthwise layers
 on GPUs. `reference_conv2d` is the definition in a few lines of torch.
 
-The rest of the arithmetic of integer mode is that of portable mode (`sevc.numerics`) on float32
-tensors: elementwise operations are IEEE operations, resampling and warping explicit formulas in
-a fixed order; the few reductions whose order a kernel may choose (layer-norm statistics,
-softmax, the Swin attention products) run on the latent's small tensors through portable mode's
-exact float64 sums, their results rounded to float32.
+The Swin attention's products are integer sums too (`matmul`: each matrix on its own grid), and
+its softmax a float32 one whose sums are exact (`softmax`). The rest of the arithmetic of integer
+mode is that of portable mode (`sevc.numerics`) on float32 tensors: elementwise operations are
+IEEE operations, resampling and warping explicit formulas in a fixed order; layer norms and the
+elementwise functions (GELU, sigmoid, tanh, softplus) go through portable mode's float64
+definitions, their results rounded to float32.
 """
 from __future__ import annotations
 
@@ -229,6 +230,12 @@ def cpu_kernel() -> str:
     return os.environ.get(KERNEL_ENV) or _exact.integer_isa()
 
 
+def math_kernel() -> str:
+    """The kernel of integer mode's softmax: 'generic' where SEVC_INTEGER_KERNEL asks for the
+    plain C++ or AVX2 kernels, else the best this CPU runs."""
+    return "generic" if cpu_kernel() in ("generic", "avx2") else _exact.integer_math_isa()
+
+
 def _packed(weight: torch.Tensor, groups: int):
     """The weight packed for sevc._exact's integer kernels (once per weight)."""
     return _derived(weight, _PACKERS.setdefault(groups, lambda w: _pack(w, groups)))
@@ -277,9 +284,71 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) 
     """F.linear in integer mode on x [N, ..., in] (one grid per sample, float32 result): a 1x1
     convolution of the tokens."""
     n, features = x.shape[0], x.shape[-1]
-    tokens = x.reshape(n, -1, features).transpose(1, 2)[..., None]                   # [N, in, T, 1]
-    y = conv2d(tokens, weight, bias, 1, 0, 1, 1)                                     # [N, out, T, 1]
-    return y[..., 0].transpose(1, 2).reshape(*x.shape[:-1], weight.shape[0])
+    tokens = x.reshape(n, -1, features).transpose(1, 2)[:, :, None, :]               # [N, in, 1, T]
+    y = conv2d(tokens, weight, bias, 1, 0, 1, 1)                                     # [N, out, 1, T]
+    return y[:, :, 0].transpose(1, 2).reshape(*x.shape[:-1], weight.shape[0])
+
+
+# The constants of the softmax, as float32 values (written as their exact decimal values, which
+# cpp/integer_math.cpp repeats).
+LOG2E = 1.4426950216293335
+LN2_HI, LN2_LO = 0.693359375, -0.00021219444170128554   # k * LN2_HI exact for |k| <= 2 ** 15
+EXP_FLOOR = -87.0                                         # e ** d for d >= -87: 2 ** k stays normal
+EXP_TERMS = (1.0, 1.0, 0.5, 0.1666666716337204, 0.0416666679084301, 0.008333333767950535, 0.0013888889225199819,
+             0.00019841270113829523)                     # 1 / n! as float32
+
+
+def _two_pow32(k: torch.Tensor) -> torch.Tensor:
+    """2 ** k (float32) for integer-valued k in [-126, 127], built from its bits."""
+    return ((torch.nan_to_num(k).to(torch.int32) + 127) << 23).view(torch.float32)
+
+
+def _softmax_torch(x: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dim of float32 x, by float32 operations each rounded once (see
+    cpp/integer_math.h): e ** (x - max) from Cody-Waite reduction and a degree-7 polynomial, put
+    on a grid of 2 ** -(24 - ceil(log2 n)) so that the sum of a row is exact in any order."""
+    d = (x - x.amax(dim=-1, keepdim=True)).clamp(min=EXP_FLOOR)
+    k = torch.round(d * LOG2E)
+    r = (d - k * LN2_HI) - k * LN2_LO
+    p = torch.full_like(r, EXP_TERMS[-1])
+    for term in reversed(EXP_TERMS[:-1]):
+        p = p * r + term
+    q = torch.round((p * _two_pow32(k)) * float(2 ** (24 - max(x.shape[-1] - 1, 0).bit_length())))
+    return q / q.sum(dim=-1, keepdim=True)
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """Integer numerics' softmax over the last dim (float32; see _softmax_torch): sevc._exact's
+    kernel for float32 CPU tensors."""
+    x = x.to(torch.float32)
+    if x.device.type != "cpu" or x.dim() == 0:
+        return _softmax_torch(x)
+    rows = x.contiguous()
+    return torch.from_numpy(_exact.integer_softmax(rows.reshape(-1, x.shape[-1]).numpy(), torch.get_num_threads(),
+                                                   kernel=math_kernel())).view(x.shape)
+
+
+def reference_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b in integer mode for a [..., m, k], b [..., k, n] (the same leading dims) by its
+    definition: each matrix on its own grid, as a sample's activations are; the integer products
+    summed exactly (a float64 product, below 2 ** 53), scaled, rounded to float32."""
+    qa, ea = quantize(a.reshape(-1, *a.shape[-2:]))
+    qb, eb = quantize(b.reshape(-1, *b.shape[-2:]))
+    sums = torch.bmm(qa.to(torch.float64), qb.to(torch.float64))
+    scale = two_pow(ea.to(torch.int64) + eb.to(torch.int64) - 2 * ACTIVATION_BITS).view(-1, 1, 1)
+    return (sums * scale).to(torch.float32).view(*a.shape[:-1], b.shape[-1])
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b in integer mode (see reference_matmul): sevc's C++ kernels on CPUs."""
+    if a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"integer matmul needs the same leading dims, got {tuple(a.shape)} @ {tuple(b.shape)}")
+    if a.device.type != "cpu":
+        return reference_matmul(a, b)
+    a3 = a.detach().to(torch.float32).reshape(-1, *a.shape[-2:]).contiguous()
+    b3 = b.detach().to(torch.float32).reshape(-1, *b.shape[-2:]).contiguous()
+    out = _exact.integer_matmul(a3.numpy(), b3.numpy(), torch.get_num_threads(), cpu_kernel())
+    return torch.from_numpy(out).view(*a.shape[:-1], b.shape[-1])
 
 
 def via_float64(function, *tensors: torch.Tensor, **kwargs) -> torch.Tensor:
