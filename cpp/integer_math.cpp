@@ -16,7 +16,7 @@
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define SEVC_IM_X86 1
 #include <immintrin.h>
-#define SEVC_IM_AVX512 __attribute__((target("avx512f,avx512dq")))
+#define SEVC_IM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
 #else
 #define SEVC_IM_X86 0
 #endif
@@ -34,11 +34,7 @@ constexpr float kTerms[] = {1.0f, 1.0f, 0.5f, 0.1666666716337204f, 0.04166666790
                             0.0013888889225199819f, 0.00019841270113829523f};  // 1 / n!, n = 0..7
 constexpr int64_t kMinThreadRows = 64;
 
-int ceil_log2(int64_t count) {
-  int bits = 0;
-  while ((int64_t{1} << bits) < count) ++bits;
-  return bits;
-}
+constexpr float kGrid = 16777216.0f;  // 2 ** 24
 
 float two_pow(float k) {  // 2 ** k for an integer-valued k in [-126, 127]
   const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(k) + 127) << 23;
@@ -47,10 +43,10 @@ float two_pow(float k) {  // 2 ** k for an integer-valued k in [-126, 127]
   return v;
 }
 
-void softmax_row_generic(const float *x, float *y, int64_t length, float grid) {
+void softmax_row_generic(const float *x, float *y, int64_t length) {
   float largest = x[0];
   for (int64_t i = 1; i < length; ++i) largest = (x[i] > largest || x[i] != x[i]) ? x[i] : largest;
-  float sum = 0.0f;
+  double sum = 0.0;
   for (int64_t i = 0; i < length; ++i) {
     float d = x[i] - largest;
     d = d < kExpFloor ? kExpFloor : d;  // clamp: NaN stays NaN
@@ -59,10 +55,10 @@ void softmax_row_generic(const float *x, float *y, int64_t length, float grid) {
     float p = kTerms[7];
     for (int n = 6; n >= 0; --n) p = p * r + kTerms[n];
     const float e = p * two_pow(k == k ? k : 0.0f);
-    y[i] = std::nearbyint(e * grid);
-    sum += y[i];
+    y[i] = std::nearbyint(e * kGrid);
+    sum += y[i];  // integers: exact in any order
   }
-  for (int64_t i = 0; i < length; ++i) y[i] = y[i] / sum;
+  for (int64_t i = 0; i < length; ++i) y[i] = static_cast<float>(y[i] / sum);
 }
 
 #if SEVC_IM_X86
@@ -70,7 +66,7 @@ SEVC_IM_AVX512 __mmask16 first16(int64_t count) {
   return count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1);
 }
 
-SEVC_IM_AVX512 void softmax_row_avx512(const float *x, float *y, int64_t length, float grid) {
+SEVC_IM_AVX512 void softmax_row_avx512(const float *x, float *y, int64_t length) {
   __m512 largest = _mm512_set1_ps(-INFINITY);
   __mmask16 nan = 0;
   for (int64_t i = 0; i < length; i += 16) {
@@ -81,8 +77,8 @@ SEVC_IM_AVX512 void softmax_row_avx512(const float *x, float *y, int64_t length,
   }
   const float top = nan ? NAN : _mm512_reduce_max_ps(largest);
   const __m512 m0 = _mm512_set1_ps(top), floor = _mm512_set1_ps(kExpFloor), log2e = _mm512_set1_ps(kLog2e);
-  const __m512 hi = _mm512_set1_ps(kLn2Hi), lo = _mm512_set1_ps(kLn2Lo), scale = _mm512_set1_ps(grid);
-  __m512 sum = _mm512_setzero_ps();
+  const __m512 hi = _mm512_set1_ps(kLn2Hi), lo = _mm512_set1_ps(kLn2Lo), scale = _mm512_set1_ps(kGrid);
+  __m512d sum = _mm512_setzero_pd();
   for (int64_t i = 0; i < length; i += 16) {
     const __mmask16 m = first16(length - i);
     const __m512 d = _mm512_max_ps(floor, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), m0));  // NaN stays NaN
@@ -96,12 +92,15 @@ SEVC_IM_AVX512 void softmax_row_avx512(const float *x, float *y, int64_t length,
     const __m512 e = _mm512_mul_ps(p, _mm512_castsi512_ps(exponent));
     const __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(e, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm512_mask_storeu_ps(y + i, m, q);
-    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, q));  // integers: exact in any order
+    const __m512 kept = _mm512_maskz_mov_ps(m, q);  // integers: their sum is exact in any order
+    sum = _mm512_add_pd(sum, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(kept)),
+                                           _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(kept), 1)))));
   }
-  const __m512 total = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
-  for (int64_t i = 0; i < length; i += 16) {
-    const __mmask16 m = first16(length - i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, y + i), total));
+  const __m512d total = _mm512_set1_pd(_mm512_reduce_add_pd(sum));
+  for (int64_t i = 0; i < length; i += 8) {
+    const __mmask8 m = static_cast<__mmask8>(first16(length - i));
+    const __m512d q = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, y + i));
+    _mm256_mask_storeu_ps(y + i, m, _mm512_cvtpd_ps(_mm512_div_pd(q, total)));
   }
 }
 #endif
@@ -111,7 +110,8 @@ SEVC_IM_AVX512 void softmax_row_avx512(const float *x, float *y, int64_t length,
 MathKernels best_math_kernels() {
 #if SEVC_IM_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return MathKernels::kAvx512;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return MathKernels::kAvx512;
 #endif
   return MathKernels::kGeneric;
 }
@@ -119,13 +119,12 @@ MathKernels best_math_kernels() {
 void softmax(const float *x, float *y, int64_t rows, int64_t length, int threads, MathKernels kernels) {
   if (length < 1) throw std::invalid_argument("softmax needs rows of at least one element");
   if (kernels == MathKernels::kAvx512 && best_math_kernels() != MathKernels::kAvx512)
-    throw std::invalid_argument("kernel 'avx512' needs a CPU with AVX-512 (F, DQ)");
-  const float grid = std::ldexp(1.0f, 24 - ceil_log2(length));
+    throw std::invalid_argument("kernel 'avx512' needs a CPU with AVX-512 (F, DQ, VL)");
   const auto row = [&](int64_t i) {
 #if SEVC_IM_X86
-    if (kernels == MathKernels::kAvx512) return softmax_row_avx512(x + i * length, y + i * length, length, grid);
+    if (kernels == MathKernels::kAvx512) return softmax_row_avx512(x + i * length, y + i * length, length);
 #endif
-    softmax_row_generic(x + i * length, y + i * length, length, grid);
+    softmax_row_generic(x + i * length, y + i * length, length);
   };
   parallel_for(std::min<int64_t>(threads, rows / kMinThreadRows + 1), rows, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) row(i);

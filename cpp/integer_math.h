@@ -4,12 +4,12 @@
 //   d = clamp(x - max(x), min=-87)                   (float32; -87: every 2 ** k below is normal)
 //   k = round_half_even(d * log2(e)); r = (d - k * ln2_hi) - k * ln2_lo
 //   e = (1 + r (1 + r (1/2 + ... + r / 7!))) * 2 ** k (Horner, one rounding per operation)
-//   q = round_half_even(e * 2 ** g), g = 24 - ceil(log2(length)): integers whose sum stays below
-//       2 ** 24 + 1, so that any float32 summation order gives it exactly
-//   y = q / sum(q)
+//   q = round_half_even(e * 2 ** 24): integers up to 2 ** 24, exact in float32; their sum, below
+//       2 ** 53, exact in float64 in any order
+//   y = float32(double(q) / sum(q))
 //
-// Every operation is a correctly rounded float32 one, none fused (this file is compiled with
-// -ffp-contract=off), so every machine computes the same bits. x, y: C-contiguous float32,
+// Every operation is a correctly rounded float32 (or float64) one, none fused (this file is
+// compiled with -ffp-contract=off), so every machine computes the same bits. x, y: C-contiguous float32,
 // `rows` rows of `length` (>= 1) elements; `threads` (1..256) the most threads to use.
 #pragma once
 

@@ -198,3 +198,37 @@ def test_every_layer_of_the_models_is_the_same_under_every_kernel(model_layers, 
                 assert _same_bits(integer.conv2d(x, weight, module.bias, stride, padding, 1, groups), expected)
             if groups == 1 and exact_int_mm:
                 assert _same_bits(integer.int8_conv2d(x, weight, module.bias, stride, padding), expected)
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 64, 256, 1000])
+def test_softmax_kernels_equal_the_definition(length):
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(33, length, generator=g) * torch.logspace(-2, 3, 33).view(-1, 1)
+    x[0] = -3e38                      # all equal and huge
+    x[1, 0] = 3e38                    # one huge
+    expected = integer._softmax_torch(x)
+    for kernel in {"generic", _exact.integer_math_isa()}:
+        assert _same_bits(torch.from_numpy(_exact.integer_softmax(x.numpy(), 2, kernel=kernel)), expected), kernel
+    assert (expected - torch.softmax(x, -1)).abs().max() < 1e-6
+
+
+def test_softmax_sums_in_any_order_and_keeps_nan_rows_nan():
+    """The grid makes every row's sum exact, so a permuted row gives the permuted result; a row
+    holding a NaN gives NaNs (a corrupted stream), never a crash."""
+    x = torch.randn(8, 300) * 30
+    order = torch.randperm(300)
+    assert torch.equal(integer.softmax(x)[:, order], integer.softmax(x[:, order]))
+    x[3, 17] = float("nan")
+    assert torch.isnan(integer.softmax(x)[3]).all() and torch.isnan(integer._softmax_torch(x)[3]).all()
+
+
+@pytest.mark.parametrize("m,k,n", [(256, 16, 256), (7, 33, 5), (1, 1, 1), (40, 256, 16)])
+def test_matmul_kernels_equal_the_definition(m, k, n):
+    g = torch.Generator().manual_seed(m + k + n)
+    a = torch.randn(3, 2, m, k, generator=g) * 4
+    b = torch.randn(3, 2, k, n, generator=g) * torch.logspace(-3, 3, n)
+    expected = integer.reference_matmul(a, b)
+    assert (expected - a @ b).abs().max() <= 1e-3 * (a.abs() @ b.abs()).max()
+    for name in KERNELS:
+        out = _exact.integer_matmul(a.reshape(-1, m, k).numpy(), b.reshape(-1, k, n).numpy(), 2, name)
+        assert _same_bits(torch.from_numpy(out).view(expected.shape), expected), name

@@ -306,15 +306,16 @@ def _two_pow32(k: torch.Tensor) -> torch.Tensor:
 def _softmax_torch(x: torch.Tensor) -> torch.Tensor:
     """softmax over the last dim of float32 x, by float32 operations each rounded once (see
     cpp/integer_math.h): e ** (x - max) from Cody-Waite reduction and a degree-7 polynomial, put
-    on a grid of 2 ** -(24 - ceil(log2 n)) so that the sum of a row is exact in any order."""
+    on the grid of 2 ** -24 (integers q below 2 ** 24 + 1, exact in float32), their sum exact in
+    float64 (below 2 ** 53, in any order), q / sum in float64, rounded to float32."""
     d = (x - x.amax(dim=-1, keepdim=True)).clamp(min=EXP_FLOOR)
     k = torch.round(d * LOG2E)
     r = (d - k * LN2_HI) - k * LN2_LO
     p = torch.full_like(r, EXP_TERMS[-1])
     for term in reversed(EXP_TERMS[:-1]):
         p = p * r + term
-    q = torch.round((p * _two_pow32(k)) * float(2 ** (24 - max(x.shape[-1] - 1, 0).bit_length())))
-    return q / q.sum(dim=-1, keepdim=True)
+    q = torch.round((p * _two_pow32(k)) * float(2 ** 24)).to(torch.float64)
+    return (q / q.sum(dim=-1, keepdim=True)).to(torch.float32)
 
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
