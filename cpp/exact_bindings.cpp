@@ -357,6 +357,21 @@ py::array integer_softmax(const py::object &x_obj, const py::object &threads_obj
   return std::move(y);
 }
 
+py::array integer_warp(const py::object &x_obj, const py::object &flow_obj, const py::object &threads_obj) {
+  const auto x = typed_array<float>(x_obj, "x", 4, "float32", "[N, C, H, W]");
+  const auto flow = typed_array<float>(flow_obj, "flow", 4, "float32", "[N, 2, H, W]");
+  if (flow.shape(0) != x.shape(0) || flow.shape(1) != 2 || flow.shape(2) != x.shape(2) || flow.shape(3) != x.shape(3))
+    throw py::value_error("flow must be [N, 2, H, W] of x's N, H, W: " + shape_of(x) + ", " + shape_of(flow));
+  const int threads = static_cast<int>(integer_in(threads_obj, "threads", 1, int_conv::kMaxThreads));
+  py::array_t<float, py::array::c_style> out({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+  float *data = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    int_conv::warp(x.data(), flow.data(), data, x.shape(0), x.shape(1), x.shape(2), x.shape(3), threads);
+  }
+  return std::move(out);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_exact, m) {
@@ -458,6 +473,10 @@ PYBIND11_MODULE(_exact, m) {
         "integer_softmax(x, threads=1, *, kernel='generic') -> y\n\n"
         "Integer numerics' softmax over the last dim (sevc.numerics.integer._softmax_torch) bit for bit: x\n"
         "float32 [rows, length], C-contiguous; kernel 'generic' or 'avx512' (integer_math_isa()), the same bits.");
+  m.def("integer_warp", &integer_warp, py::arg("x"), py::arg("flow"), py::arg("threads") = 1,
+        "integer_warp(x, flow, threads=1) -> out\n\n"
+        "sevc.nn.resample's explicit bilinear backward warp on float32 bit for bit: x [N, C, H, W], flow\n"
+        "[N, 2, H, W] (x then y, pixels), C-contiguous float32 numpy arrays. Returns out [N, C, H, W].");
   m.def("integer_math_isa", [] {
         return int_conv::best_math_kernels() == int_conv::MathKernels::kAvx512 ? "avx512" : "generic";
       }, "The best integer_softmax kernel this CPU runs: 'avx512' or 'generic'.");

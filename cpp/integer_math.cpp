@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -107,6 +108,38 @@ SEVC_IM_AVX512 void softmax_row_avx512(const float *x, float *y, int64_t length)
 
 }  // namespace
 
+// Where each pixel of one sample samples from: its 4 neighbours' offsets in the plane and the
+// weights (1 - fx, fx, 1 - fy, fy), as _portable_warp computes them.
+struct Taps {
+  std::vector<int64_t> top_left, top_right, bottom_left, bottom_right;
+  std::vector<float> left, right, top, bottom;
+};
+
+float clamp_position(float p, float last) {  // nan_to_num then clamp(0, last)
+  if (p != p) p = 0.0f;
+  p = std::min(std::max(p, -std::numeric_limits<float>::max()), std::numeric_limits<float>::max());
+  return std::min(std::max(p, 0.0f), last);
+}
+
+void warp_taps(const float *flow, int64_t h, int64_t w, Taps &t) {
+  const int64_t area = h * w;
+  for (auto *v : {&t.top_left, &t.top_right, &t.bottom_left, &t.bottom_right}) v->resize(static_cast<size_t>(area));
+  for (auto *v : {&t.left, &t.right, &t.top, &t.bottom}) v->resize(static_cast<size_t>(area));
+  for (int64_t i = 0; i < h; ++i)
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t p = i * w + j;
+      const float px = clamp_position(static_cast<float>(j) + flow[p], static_cast<float>(w - 1));
+      const float py = clamp_position(static_cast<float>(i) + flow[area + p], static_cast<float>(h - 1));
+      const float x0 = std::floor(px), y0 = std::floor(py);
+      const float fx = px - x0, fy = py - y0;
+      const int64_t c0 = static_cast<int64_t>(x0), r0 = static_cast<int64_t>(y0);
+      const int64_t c1 = std::min(c0 + 1, w - 1), r1 = std::min(r0 + 1, h - 1);
+      t.top_left[p] = r0 * w + c0, t.top_right[p] = r0 * w + c1;
+      t.bottom_left[p] = r1 * w + c0, t.bottom_right[p] = r1 * w + c1;
+      t.left[p] = 1.0f - fx, t.right[p] = fx, t.top[p] = 1.0f - fy, t.bottom[p] = fy;
+    }
+}
+
 MathKernels best_math_kernels() {
 #if SEVC_IM_X86
   __builtin_cpu_init();
@@ -129,6 +162,25 @@ void softmax(const float *x, float *y, int64_t rows, int64_t length, int threads
   parallel_for(std::min<int64_t>(threads, rows / kMinThreadRows + 1), rows, [&](int64_t, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) row(i);
   });
+}
+
+void warp(const float *x, const float *flow, float *out, int64_t n, int64_t c, int64_t h, int64_t w, int threads) {
+  const int64_t area = h * w;
+  for (int64_t s = 0; s < n; ++s) {
+    Taps t;
+    warp_taps(flow + s * 2 * area, h, w, t);
+    parallel_for(std::min<int64_t>(threads, c), c, [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t ch = begin; ch < end; ++ch) {
+        const float *plane = x + (s * c + ch) * area;
+        float *dst = out + (s * c + ch) * area;
+        for (int64_t p = 0; p < area; ++p) {
+          const float top = plane[t.top_left[p]] * t.left[p] + plane[t.top_right[p]] * t.right[p];
+          const float bottom = plane[t.bottom_left[p]] * t.left[p] + plane[t.bottom_right[p]] * t.right[p];
+          dst[p] = top * t.top[p] + bottom * t.bottom[p];
+        }
+      }
+    });
+  }
 }
 
 }  // namespace integer

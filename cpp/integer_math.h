@@ -25,5 +25,11 @@ MathKernels best_math_kernels();
 
 void softmax(const float *x, float *y, int64_t rows, int64_t length, int threads, MathKernels kernels);
 
+// The backward warp of sevc.nn.resample._portable_warp on float32, bit for bit: x [n, c, h, w]
+// sampled at (i + flow_y, j + flow_x) (NaN as 0, infinities as the largest floats, clamped into
+// the frame) from its 4 neighbours, top = x00 * (1 - fx) + x01 * fx, bottom likewise, out = top *
+// (1 - fy) + bottom * fy, each operation rounded once. flow [n, 2, h, w]; out [n, c, h, w].
+void warp(const float *x, const float *flow, float *out, int64_t n, int64_t c, int64_t h, int64_t w, int threads);
+
 }  // namespace integer
 }  // namespace sevc

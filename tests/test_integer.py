@@ -232,3 +232,17 @@ def test_matmul_kernels_equal_the_definition(m, k, n):
     for name in KERNELS:
         out = _exact.integer_matmul(a.reshape(-1, m, k).numpy(), b.reshape(-1, k, n).numpy(), 2, name)
         assert _same_bits(torch.from_numpy(out).view(expected.shape), expected), name
+
+
+def test_the_warp_kernel_equals_its_definition():
+    """The explicit bilinear backward warp on float32 (integer mode's), by sevc._exact's kernel:
+    the bits of its torch definition, flows far outside the frame, NaN and infinities included."""
+    from sevc.nn.resample import _warp_torch
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 5, 37, 53, generator=g) * 10
+    flow = torch.randn(2, 2, 37, 53, generator=g) * torch.tensor([3.0, 60.0]).view(1, 2, 1, 1)
+    flow[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30])
+    expected = _warp_torch(x, flow)
+    for threads in (1, 3):
+        assert _same_bits(torch.from_numpy(_exact.integer_warp(x.numpy(), flow.numpy(), threads)), expected)

@@ -16,6 +16,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .. import _exact
 from ..numerics import is_portable
 
 _CACHED_SIZES = 32
@@ -78,6 +79,14 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 def _portable_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """_warp_torch, on float32 CPU tensors by sevc._exact's kernel (the same operations)."""
+    if x.dtype == flow.dtype == torch.float32 and x.device.type == flow.device.type == "cpu":
+        out = _exact.integer_warp(x.contiguous().numpy(), flow.contiguous().numpy(), torch.get_num_threads())
+        return torch.from_numpy(out)
+    return _warp_torch(x, flow)
+
+
+def _warp_torch(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """flow_warp as explicit bilinear interpolation: each sample of x at (i + flow_y, j + flow_x),
     clamped into the frame, from its 4 neighbours, weighted and summed in a fixed order."""
     n, c, height, width = x.shape
@@ -91,7 +100,7 @@ def _portable_warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     flat = x.reshape(n, c, height * width)
 
     def sample(ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        index = (ys * width + xs).long().view(n, 1, -1).expand(n, c, -1)
+        index = (ys.long() * width + xs.long()).view(n, 1, -1).expand(n, c, -1)
         return flat.gather(2, index).view(n, c, height, width)
 
     top = sample(y0, x0) * (1.0 - fx) + sample(y0, x1) * fx
