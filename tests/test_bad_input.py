@@ -399,12 +399,14 @@ def test_test_py_progress_names_rates_by_their_q_index(tmp_path, ckpt, capsys, m
 
     from tqdm import tqdm
 
+    from sevc.cli import jobs
+
     config = {"root_path": str(FIXTURES), "test_classes": {"x": {"test": 1, "base_path": CLI_CASE, "src_type": "png",
               "sequences": {"frames": {"width": 128, "height": 128, "frames": 1, "gop": -1}}}}}
     (tmp_path / "c.json").write_text(json.dumps(config))
     # the bar as on a terminal (it is off when stderr is not one, as here)
-    monkeypatch.setattr(evaluate, "progress", lambda total, unit, quiet=False: tqdm(total=total, unit=unit,
-                                                                                    file=sys.stderr))
+    monkeypatch.setattr(jobs, "progress", lambda total, unit, quiet=False, initial=0: tqdm(
+        total=total, unit=unit, file=sys.stderr, initial=initial))
     status, _, err = cli(evaluate.main, ["--test_config", tmp_path / "c.json", "--output_path", tmp_path / "r.json",
                                          "--rate_num", 2, "--i_frame_q_indexes", 0, 63, *model_args(ckpt)], capsys)
     assert status == 0 and "frames q63" in err and "frames q1" not in err

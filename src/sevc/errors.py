@@ -39,3 +39,7 @@ class NotComparable(ReportError):
 
 class TrainingError(SevcError):
     """A training configuration, data set or output folder that cannot be used."""
+
+
+class JobRecordError(SevcError):
+    """A folder of finished-job records (of test.py or anchors.py) that cannot be resumed."""

@@ -51,10 +51,11 @@ def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
                                                             "a terminal either)")
 
 
-def progress(total: int, unit: str, quiet: bool = False) -> tqdm:
-    """A progress bar on stderr (frames or jobs done, rate, ETA); off with `quiet` or when stderr
-    is not a terminal."""
-    return tqdm(total=total, unit=unit, file=sys.stderr, disable=True if quiet else None, dynamic_ncols=True)
+def progress(total: int, unit: str, quiet: bool = False, initial: int = 0) -> tqdm:
+    """A progress bar on stderr (frames or jobs done, rate, ETA), starting at `initial` done;
+    off with `quiet` or when stderr is not a terminal."""
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=True if quiet else None, dynamic_ncols=True,
+                initial=initial)
 
 
 def str2bool(value: str) -> bool:
