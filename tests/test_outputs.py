@@ -351,7 +351,7 @@ def small_inputs(ckpt, tmp_path_factory) -> Path:
 
 def _tool(name: str, folder: Path, output: Path, inputs: Path, ckpt: Path):
     """(main, arguments) of a tool writing into `folder` (or, for one-file outputs, at `output`)."""
-    from sevc.cli import bdrate, train
+    from sevc.cli import anchors, bdrate, train
 
     clip = ["-i", inputs / "clip", "--width", 64, "--height", 64, "-q", 20, "--numerics", "float"]
     training = ["--config", REPO / "train_configs" / "i_frame.json", "-o", folder, "--set", "data.type=folders",
@@ -363,10 +363,12 @@ def _tool(name: str, folder: Path, output: Path, inputs: Path, ckpt: Path):
                                         "--i_frame_q_indexes", 30, *model_args(ckpt)]),
             "bd_rate": (bdrate.main, ["--anchor", f"VTM={inputs / 'vtm.json'}", "--test", inputs / "ours.json",
                                       "-o", folder]),
+            "anchors.py": (anchors.main, ["--test_config", inputs / "c.json", "--codec", "x264", "--qp", 30,
+                                          "--output_path", output]),
             "train.py": (train.main, training)}[name]
 
 
-@pytest.mark.parametrize("tool", ["encoder", "official", "decoder", "test.py", "bd_rate", "train.py"])
+@pytest.mark.parametrize("tool", ["encoder", "official", "decoder", "test.py", "bd_rate", "train.py", "anchors.py"])
 def test_no_tool_touches_a_users_files(tmp_path, ckpt, capsys, small_inputs, tool):
     """Each tool, with and without --overwrite, into folders of random user files (seeded): every
     file is left as it was (but the one file named as a one-file output with --overwrite)."""
@@ -380,7 +382,8 @@ def test_no_tool_touches_a_users_files(tmp_path, ckpt, capsys, small_inputs, too
         main, args = _tool(tool, folder, output, small_inputs, ckpt)
         status, _, err = cli(main, args + ["--overwrite"] * overwrite, capsys)
         assert status in (0, 1), err
-        replaced = str(output.relative_to(folder)) if overwrite and tool in ("encoder", "test.py") else None
+        one_file = tool in ("encoder", "test.py", "anchors.py")
+        replaced = str(output.relative_to(folder)) if overwrite and one_file else None
         after = _tree(folder)
         assert {k: v for k, v in after.items() if k in before and k != replaced} == \
             {k: v for k, v in before.items() if k != replaced}, err

@@ -41,5 +41,9 @@ class TrainingError(SevcError):
     """A training configuration, data set or output folder that cannot be used."""
 
 
+class AnchorError(SevcError):
+    """A standard-codec anchor that cannot be coded: no FFmpeg, an encoder it lacks, a failed run."""
+
+
 class JobRecordError(SevcError):
     """A folder of finished-job records (of test.py or anchors.py) that cannot be resumed."""
