@@ -61,6 +61,16 @@ def best_rounds(models: Models, frames: List[torch.Tensor], modes: List[Numerics
     return best
 
 
+def peak_of_this_process() -> float:
+    """The peak RSS of this process in MiB (VmHWM: unlike ru_maxrss, it starts afresh at exec, not
+    from the peak of the process that started this one)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(mode: str, size: str, frames: int, payloads: str) -> None:
     """In a process of its own: encode `frames` frames of `size` into the file `payloads` or, if it
     exists, decode it; print the process's peak RSS in MiB."""
@@ -72,7 +82,7 @@ def child(mode: str, size: str, frames: int, payloads: str) -> None:
     else:
         torch.save([frame.payloads for frame in codec.encode(clip(width, height, frames, device), rate=RATE)],
                    payloads)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(peak_of_this_process())
 
 
 def peak_rss(mode: Numerics, size: str, frames: int, threads: int) -> Dict[str, float]:

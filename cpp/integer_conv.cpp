@@ -28,6 +28,12 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define SEVC_INTEGER_X86 1
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 headers pass undefined vectors to the builtins of unmasked operations, which
+// -Wmaybe-uninitialized reports (falsely) wherever they are inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <cpuid.h>
 #include <immintrin.h>
 #if defined(__linux__)

@@ -16,6 +16,12 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define SEVC_IM_X86 1
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 headers pass undefined vectors to the builtins of unmasked operations, which
+// -Wmaybe-uninitialized reports (falsely) wherever they are inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 #define SEVC_IM_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
 #else

@@ -152,28 +152,29 @@ def _byte_slices(weight: torch.Tensor) -> ByteSlices:
 
 
 def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a [m, k] @ b [k, n] for int8 matrices (k a multiple of 8), exact in int32, as float64:
+    """a [m, k] @ b [k, n] for int8 matrices (k a multiple of 8), exact in int32, as int64:
     torch._int_mm, its operands padded to the sizes it takes (m > 16, n a multiple of 8)."""
     m, n = a.shape[0], b.shape[1]
     a = F.pad(a, (0, 0, 0, max(17 - m, 0)))
     b = F.pad(b, (0, -n % 8))
-    return torch._int_mm(a, b)[:m, :n].to(torch.float64)
+    return torch._int_mm(a, b)[:m, :n].to(torch.int64)
 
 
 def int8_sums(weight: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """S [O, L] = q [O, K] @ a [K, L] for the columns of a (float32 integers in [-32768, 32767]),
-    exactly, by int8 matrix products: with the bytes high, low of a + 32768,
-    a = 256 (high - 128) + (low - 128) + 128, and q = 256 q_high + q_low (byte_slices)."""
+    exactly, by int8 matrix products combined in int64, as float64 (below 2 ** 53: exact): with the
+    bytes high, low of a + 32768, a = 256 (high - 128) + (low - 128) + 128, and q = 256 q_high +
+    q_low (byte_slices)."""
     slices = byte_slices(weight)
     offset = columns + 32768.0
     high = torch.floor(offset * (1.0 / 256.0))
     low = offset - 256.0 * high
     rows = slices.high.shape[1] - columns.shape[0]
-    sums = 128.0 * cached_integer_weight(weight).total.to(columns.device, torch.float64)[:, None]
-    for plane, scale in ((high, 256.0), (low, 1.0)):
+    sums = 128 * cached_integer_weight(weight).total.to(columns.device)[:, None]
+    for plane, scale in ((high, 256), (low, 1)):
         part = F.pad((plane - 128.0).to(torch.int8), (0, 0, 0, rows))
-        sums = sums + scale * (256.0 * _int8_matmul(slices.high, part) + _int8_matmul(slices.low, part))
-    return sums
+        sums = sums + scale * (256 * _int8_matmul(slices.high, part) + _int8_matmul(slices.low, part))
+    return sums.to(torch.float64)
 
 
 def int8_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride=1,
