@@ -38,14 +38,15 @@ def main() -> None:
             weight = torch.randn(o, c // g, k, k, generator=gen) / (c // g * k * k) ** 0.5
             bias = torch.randn(o, generator=gen)
             q = integer.cached_integer_weight(weight)
-            packed = _exact.IntegerWeight(q.q.numpy(), q.exponents.numpy(), g)
             xn, bn = x.numpy(), bias.double().numpy()
             expected = integer.reference_conv2d(x, weight, bias, s, k // 2, g)
             f32 = best_ms(lambda: F.conv2d(x, weight, bias, s, k // 2, 1, g), args.repeats)
             row, same = f"{layer_name(c, o, k, s, h, w, g):31s} {f32:8.2f}", True
             for name in args.kernels:
+                packed = _exact.IntegerWeight(q.q.numpy(), q.exponents.numpy(), g, name)
+
                 def run():
-                    return _exact.integer_conv2d(xn, packed, bn, s, k // 2, threads, name)
+                    return _exact.integer_conv2d(xn, packed, bn, s, k // 2, threads)
                 ms = best_ms(run, args.repeats)
                 same &= torch.equal(torch.from_numpy(run()), expected)
                 row += f" {ms:8.2f} ({ms / f32:4.2f})"

@@ -287,19 +287,19 @@ py::array_t<T, py::array::c_style> typed_array(const py::object &obj, const std:
 }
 
 std::unique_ptr<int_conv::IntegerWeight> make_integer_weight(const py::object &q_obj, const py::object &exponents_obj,
-                                                            const py::object &groups_obj) {
+                                                            const py::object &groups_obj, const std::string &kernel) {
   const auto q = typed_array<int16_t>(q_obj, "q", 4, "int16", "[O, C / groups, kh, kw]");
   const auto exponents = typed_array<int32_t>(exponents_obj, "exponents", 1, "int32", "[O]");
   if (exponents.shape(0) != q.shape(0))
     throw py::value_error("exponents must have one entry per output channel (" + std::to_string(q.shape(0)) + ")");
   const int64_t groups = integer(groups_obj, "groups");
+  const int_conv::Isa isa = int_conv::isa_named(kernel);
   return std::make_unique<int_conv::IntegerWeight>(q.data(), exponents.data(), q.shape(0), q.shape(1), q.shape(2),
-                                                  q.shape(3), groups);  // std::invalid_argument -> ValueError
+                                                  q.shape(3), groups, isa);  // std::invalid_argument -> ValueError
 }
 
 py::array integer_conv2d(const py::object &input_obj, const int_conv::IntegerWeight &weight, const py::object &bias_obj,
-                         const py::object &stride_obj, const py::object &padding_obj, const py::object &threads_obj,
-                         const std::string &kernel) {
+                         const py::object &stride_obj, const py::object &padding_obj, const py::object &threads_obj) {
   const auto input = typed_array<float>(input_obj, "input", 4, "float32", "[N, C, H, W]");
   int_conv::ConvShape s;
   s.n = input.shape(0), s.c = input.shape(1), s.h = input.shape(2), s.w = input.shape(3);
@@ -307,7 +307,6 @@ py::array integer_conv2d(const py::object &input_obj, const int_conv::IntegerWei
   std::tie(s.ph, s.pw) = padding_pair(padding_obj);
   const int threads = static_cast<int>(integer_in(threads_obj, "threads", 1, int_conv::kMaxThreads));
   int_conv::check_arguments(s, weight, threads);
-  const int_conv::Isa isa = int_conv::isa_named(kernel);
   const double *bias = nullptr;
   DoubleArray bias_array;
   if (!bias_obj.is_none()) {
@@ -320,7 +319,7 @@ py::array integer_conv2d(const py::object &input_obj, const int_conv::IntegerWei
   float *out = output.mutable_data();
   {
     py::gil_scoped_release release;
-    int_conv::conv2d(input.data(), weight, bias, out, s, threads, isa);
+    int_conv::conv2d(input.data(), weight, bias, out, s, threads);
   }
   return std::move(output);
 }
@@ -448,26 +447,29 @@ PYBIND11_MODULE(_exact, m) {
   py::class_<int_conv::IntegerWeight>(m, "IntegerWeight",
                                      "A weight on its integer grids, prepared for integer_conv2d (immutable).")
       .def(py::init(&make_integer_weight), py::arg("q"), py::arg("exponents"), py::arg("groups") = 1,
-           "IntegerWeight(q, exponents, groups=1): q int16 [O, C / groups, kh, kw] (the integers of the weight),\n"
-           "exponents int32 [O] (output channel o is on the grid 2 ** (exponents[o] - 15)), C-contiguous numpy\n"
-           "arrays; groups dividing O.")
+           py::arg("kernel") = "generic",
+           "IntegerWeight(q, exponents, groups=1, kernel='generic'): q int16 [O, C / groups, kh, kw] (the\n"
+           "integers of the weight), exponents int32 [O] (output channel o is on the grid 2 ** (exponents[o] -\n"
+           "15)), C-contiguous numpy arrays; groups dividing O; kernel 'generic', 'avx2', 'avx512' or 'amx'\n"
+           "(integer_isas(): those this CPU runs; all give the same results), the one integer_conv2d runs\n"
+           "with this weight (which is laid out for it alone).")
       .def_property_readonly("shape", [](const int_conv::IntegerWeight &w) {
         return py::make_tuple(w.o, w.cg, w.kh, w.kw);
-      });
+      })
+      .def_property_readonly("kernel", [](const int_conv::IntegerWeight &w) { return int_conv::isa_name(w.isa); });
   m.def("integer_conv2d", &integer_conv2d, py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"),
-        py::arg("padding"), py::arg("threads") = 1, py::arg("kernel") = "generic",
-        "integer_conv2d(input, weight, bias, stride, padding, threads=1, kernel='generic') -> output\n\n"
+        py::arg("padding"), py::arg("threads") = 1,
+        "integer_conv2d(input, weight, bias, stride, padding, threads=1) -> output\n\n"
         "The convolution of sevc's integer numerics mode (sevc.numerics.integer.reference_conv2d) in one\n"
         "call: input float32 [N, C, H, W] (C-contiguous numpy), weight an IntegerWeight, bias float64 [O] or\n"
         "None; stride 1 or 2; padding an int or (ph, pw); threads 1..256 (the result is the same for any);\n"
-        "kernel 'generic', 'avx2' or 'avx512' (integer_isas(): those this CPU runs; all give the same\n"
-        "result). Returns output float32 [N, O, Ho, Wo].");
+        "computed by the weight's kernel. Returns output float32 [N, O, Ho, Wo].");
   m.def("integer_matmul", &integer_matmul, py::arg("a"), py::arg("b"), py::arg("threads") = 1,
         py::arg("kernel") = "generic",
         "integer_matmul(a, b, threads=1, kernel='generic') -> out\n\n"
         "Integer numerics' batched product (sevc.numerics.integer.reference_matmul): a float32 [batch, m, k],\n"
         "b float32 [batch, k, n], C-contiguous numpy arrays, each matrix on its own grid; kernel as for\n"
-        "integer_conv2d. Returns out float32 [batch, m, n].");
+        "IntegerWeight. Returns out float32 [batch, m, n].");
   m.def("integer_softmax", &integer_softmax, py::arg("x"), py::arg("threads") = 1, py::kw_only(),
         py::arg("kernel") = "generic",
         "integer_softmax(x, threads=1, *, kernel='generic') -> y\n\n"

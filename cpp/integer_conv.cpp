@@ -53,6 +53,7 @@ constexpr int64_t kChunkPairs = 127;        // pairs summed in int32 before wide
 constexpr int64_t kPanelBudget = 256 * 1024;  // bytes of a unit's panel (L2)
 constexpr int64_t kMaxBlockVectors = 48;    // at most 768 pixels per unit
 constexpr int64_t kMinThreadWork = int64_t{1} << 20;  // multiply-adds per thread, at least
+constexpr int64_t kAmxMaxTaps = int64_t{1} << 15;     // AMX's int32 tiles hold sums of fewer taps
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -426,7 +427,6 @@ SEVC_AVX512 void finish_avx512(const int64_t *sum_high, const int64_t *sum_low, 
 // int32 tiles of 16 channels x 16 pixels; with |q_h h'| and the like below 2 ** 15, they hold
 // any sum of fewer than kAmxMaxTaps taps.
 #define SEVC_AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
-constexpr int64_t kAmxMaxTaps = int64_t{1} << 15;
 
 struct alignas(64) TileConfig {
   uint8_t palette, start_row, reserved[14];
@@ -630,7 +630,7 @@ SEVC_AMX void convolve_row_amx(const uint8_t *high, const uint8_t *low, const Qu
   const int64_t plane = g.ho * g.wo, blocks = weight.input_blocks(), stride = q.row_bytes();
   for (int64_t x0 = 0; x0 < g.wo; x0 += 16) {
     for (int64_t ob = o0 / 16; ob * 16 < o1; ++ob) {
-      const int8_t *tiles = weight.amx_channel_tiles(ob);
+      const int8_t *tiles = weight.amx_tiles(ob);
       _tile_zero(0);
       _tile_zero(1);
       _tile_zero(2);
@@ -851,36 +851,49 @@ Isa isa_named(const std::string &name) {
 
 // --- weights -----------------------------------------------------------------------------------
 
+namespace {
+
+Layout layout_for(Isa isa, int64_t groups, int64_t cg, int64_t kh, int64_t kw) {
+  if (isa != Isa::kAmx || groups != 1 || cg * kh * kw >= kAmxMaxTaps) return Layout::kPairs;
+  // Enough input channels (at least two thirds of the blocks of 64 used): tiles read in place.
+  const int64_t input_blocks = (cg + 63) / 64;
+  return input_blocks * 64 * 2 <= cg * 3 && kh * kw * input_blocks * 64 < kAmxMaxTaps ? Layout::kAmxChannels
+                                                                                      : Layout::kAmxTaps;
+}
+
+}  // namespace
+
 IntegerWeight::IntegerWeight(const int16_t *q, const int32_t *exponents, int64_t o_, int64_t cg_, int64_t kh_,
-                             int64_t kw_, int64_t groups_)
-    : o(o_), cg(cg_), kh(kh_), kw(kw_), groups(groups_), exponents_(exponents, exponents + o_) {
+                             int64_t kw_, int64_t groups_, Isa isa_)
+    : o(o_), cg(cg_), kh(kh_), kw(kw_), groups(groups_), isa(isa_), layout(layout_for(isa_, groups_, cg_, kh_, kw_)),
+      exponents_(exponents, exponents + o_) {
   if (o <= 0 || cg <= 0 || kh <= 0 || kw <= 0 || groups <= 0 || o % groups != 0)
     throw std::invalid_argument("weight must be [O, C / groups, kh, kw] with positive sizes and O a multiple of groups");
   if (taps() > kMaxTaps) throw std::invalid_argument("weight has more than 2 ** 22 taps per output channel");
   if (*std::max_element(q, q + o * taps()) > kWeightLimit)
     throw std::invalid_argument("weight integers must be at most 32639 (two signed bytes)");
-  pairs_.assign(static_cast<size_t>(groups * pairs() * group_o()), 0);
   totals_.assign(static_cast<size_t>(o), 0);
-  if (groups == 1) {
-    amx_.assign(static_cast<size_t>((o + 15) / 16 * tap_blocks() * 2048), 0);
-    amx_channels_.assign(static_cast<size_t>((o + 15) / 16 * kh * kw * input_blocks() * 2048), 0);
-  }
+  if (layout == Layout::kPairs)
+    pairs_.assign(static_cast<size_t>(groups * pairs() * group_o()), 0);
+  else
+    tiles_.assign(static_cast<size_t>((o + 15) / 16 * tile_blocks() * 2048), 0);
   for (int64_t oc = 0; oc < o; ++oc) {
     const int64_t group = oc / group_o(), local = oc % group_o();
     for (int64_t k = 0; k < taps(); ++k) {
       const int16_t value = q[oc * taps() + k];
-      uint32_t &word = reinterpret_cast<uint32_t &>(pairs_[(group * pairs() + k / 2) * group_o() + local]);
-      word |= static_cast<uint32_t>(static_cast<uint16_t>(value)) << ((k & 1) ? 16 : 0);
       totals_[oc] += value;
-      if (groups != 1) continue;
-      const int low = ((value + 128) & 0xFF) - 128, high = (value - low) >> 8;  // in [-128, 127]: q <= kWeightLimit
-      const int64_t c = k / (kh * kw), position = k % (kh * kw), row = (oc % 16) * 64;
-      for (int8_t *tile : {amx_.data() + ((oc / 16) * tap_blocks() + k / 64) * 2048 + row + k % 64,
-                           amx_channels_.data() + (((oc / 16) * kh * kw + position) * input_blocks() + c / 64) * 2048 +
-                               row + c % 64}) {
-        tile[0] = static_cast<int8_t>(high);
-        tile[1024] = static_cast<int8_t>(low);
+      if (layout == Layout::kPairs) {
+        uint32_t &word = reinterpret_cast<uint32_t &>(pairs_[(group * pairs() + k / 2) * group_o() + local]);
+        word |= static_cast<uint32_t>(static_cast<uint16_t>(value)) << ((k & 1) ? 16 : 0);
+        continue;
       }
+      const int low = ((value + 128) & 0xFF) - 128, high = (value - low) >> 8;  // in [-128, 127]: q <= kWeightLimit
+      const int64_t c = k / (kh * kw), position = k % (kh * kw);
+      const int64_t block = layout == Layout::kAmxTaps ? k / 64 : position * input_blocks() + c / 64;
+      int8_t *tile = tiles_.data() + ((oc / 16) * tile_blocks() + block) * 2048 + (oc % 16) * 64 +
+                     (layout == Layout::kAmxTaps ? k % 64 : c % 64);
+      tile[0] = static_cast<int8_t>(high);
+      tile[1024] = static_cast<int8_t>(low);
     }
   }
 }
@@ -956,18 +969,14 @@ void for_each_unit(int64_t units, int64_t channels, int64_t step, int64_t thread
 }  // namespace
 
 void conv2d(const float *input, const IntegerWeight &weight, const double *bias, float *output, const ConvShape &s,
-            int threads, Isa isa) {
+            int threads) {
   Geometry g{};
   g.c = s.c, g.h = s.h, g.w = s.w, g.ph = s.ph, g.pw = s.pw, g.hp = s.h + 2 * s.ph, g.wp = s.w + 2 * s.pw;
   g.ho = s.ho(weight), g.wo = s.wo(weight), g.stride = s.stride;
   g.taps = weight.taps(), g.pairs = weight.pairs(), g.kh = weight.kh, g.kw = weight.kw, g.cg = weight.cg;
   g.go = weight.group_o(), g.groups = weight.groups;
-#if SEVC_INTEGER_X86
-  const bool amx = isa == Isa::kAmx && g.groups == 1 && g.taps < kAmxMaxTaps;
-#else
-  const bool amx = false;
-#endif
-  const Kernels kernels = kernels_of(isa == Isa::kAmx ? Isa::kAvx512 : isa);
+  const bool amx = weight.layout != Layout::kPairs;
+  const Kernels kernels = kernels_of(weight.isa == Isa::kAmx ? Isa::kAvx512 : weight.isa);
   const int64_t panel_bytes = amx ? weight.tap_blocks() * 16 * 4 * 2 : g.pairs * 2 * 2 * 2;  // per pixel
   const int64_t vectors = std::max<int64_t>(kPanelBudget / (panel_bytes * kVector) / 3 * 3, 3);
   g.block = kVector * std::min({vectors, kMaxBlockVectors, ceil_div(g.ho * g.wo, kVector)});
@@ -976,10 +985,7 @@ void conv2d(const float *input, const IntegerWeight &weight, const double *bias,
   std::vector<int> exponents(static_cast<size_t>(s.n));
   for (int64_t n = 0; n < s.n; ++n) exponents[n] = sample_exponent(kernels, input + n * sample_size, sample_size, threads);
 #if SEVC_INTEGER_X86
-  // Dense convolutions with enough input channels (at least two thirds of the blocks of 64 used)
-  // read their tiles in place, from planes of channel quads: no im2col copy.
-  if (amx && weight.input_blocks() * 64 * 2 <= g.cg * 3 &&
-      weight.kh * weight.kw * weight.input_blocks() * 64 < kAmxMaxTaps) {
+  if (weight.layout == Layout::kAmxChannels) {  // tiles read in place from planes: no im2col copy
     convolve_direct_amx(input, weight, bias, output, s, g, exponents, static_cast<int>(threads));
     return;
   }

@@ -49,43 +49,47 @@ const char *isa_name(Isa isa);
 // or if this CPU cannot run it.
 Isa isa_named(const std::string &name);
 
+// How a weight is laid out for its kernel: int16 pairs (every kernel but AMX, and AMX for grouped
+// convolutions or ones of too many taps), or AMX tiles by blocks of 64 taps (im2col panels) or by
+// kernel position and blocks of 64 input channels (read in place from planes of channel quads).
+enum class Layout { kPairs, kAmxTaps, kAmxChannels };
+
 // A weight [O, C / groups, kh, kw] on its integer grids (q int16, exponents e_o), prepared once
-// for every kernel (immutable: safe to share between threads).
+// for one kernel, in the one layout that kernel reads (immutable: safe to share between threads).
 class IntegerWeight {
  public:
   IntegerWeight(const int16_t *q, const int32_t *exponents, int64_t o, int64_t cg, int64_t kh, int64_t kw,
-                int64_t groups);
+                int64_t groups, Isa isa);
 
   int64_t o, cg, kh, kw, groups;
+  Isa isa;
+  Layout layout;
   int64_t taps() const { return cg * kh * kw; }
   int64_t pairs() const { return (taps() + 1) / 2; }
   int64_t group_o() const { return o / groups; }
   const std::vector<int32_t> &exponents() const { return exponents_; }
-  // Per group, [pairs][group_o] int32 words, each two int16 weights (taps 2k, 2k + 1; zero past the
-  // last tap): the layout of the int16 multiply-add kernels.
-  const int32_t *pair_words(int64_t group) const { return pairs_.data() + group * pairs() * group_o(); }
-  // sum q over the taps of output channel o, and its tap k.
+  // sum q over the taps of output channel o.
   int64_t total(int64_t o) const { return totals_[o]; }
+  // Layout kPairs: per group, [pairs][group_o] int32 words, each two int16 weights (taps 2k, 2k + 1;
+  // zero past the last tap), the layout of the int16 multiply-add kernels; and tap k of channel o.
+  const int32_t *pair_words(int64_t group) const { return pairs_.data() + group * pairs() * group_o(); }
   int16_t tap(int64_t o, int64_t k) const {
     const int32_t word = pairs_[((o / group_o()) * pairs() + k / 2) * group_o() + o % group_o()];
     return static_cast<int16_t>((k & 1) ? word >> 16 : word & 0xFFFF);
   }
-  // Dense weights (groups 1) as AMX tiles, each the high then the low signed bytes of q (q = 256 high
-  // + low) of 16 output channels x 64 taps, zero-padded: per channel block, the blocks of 64 taps
-  // (c, ky, kx) in order (amx_tiles), or per kernel position (ky, kx) the blocks of 64 input
-  // channels (amx_channel_tiles).
+  // Layouts kAmxTaps / kAmxChannels (groups 1): tiles, each the high then the low signed bytes of q
+  // (q = 256 high + low) of 16 output channels x 64 taps, zero-padded: per channel block, the blocks
+  // of 64 taps (c, ky, kx) in order, or per kernel position (ky, kx) the blocks of 64 input channels.
   int64_t tap_blocks() const { return (taps() + 63) / 64; }
   int64_t input_blocks() const { return (cg + 63) / 64; }
-  const int8_t *amx_tiles(int64_t channel_block) const { return amx_.data() + channel_block * tap_blocks() * 2048; }
-  const int8_t *amx_channel_tiles(int64_t channel_block) const {
-    return amx_channels_.data() + channel_block * kh * kw * input_blocks() * 2048;
-  }
+  int64_t tile_blocks() const { return layout == Layout::kAmxTaps ? tap_blocks() : kh * kw * input_blocks(); }
+  const int8_t *amx_tiles(int64_t channel_block) const { return tiles_.data() + channel_block * tile_blocks() * 2048; }
 
  private:
   std::vector<int32_t> exponents_;
-  std::vector<int32_t> pairs_;
   std::vector<int64_t> totals_;
-  std::vector<int8_t> amx_, amx_channels_;
+  std::vector<int32_t> pairs_;
+  std::vector<int8_t> tiles_;
 };
 
 // The geometry of one convolution: input [n, c, h, w], the weight's [o, c / groups, kh, kw].
@@ -100,9 +104,10 @@ struct ConvShape {
 void check_arguments(const ConvShape &shape, const IntegerWeight &weight, int threads);
 
 // output [n, o, ho, wo] (see the top of this file) with up to `threads` threads (the calling one
-// included). check_arguments must hold. May throw std::bad_alloc; never leaves a thread running.
+// included), by the kernel the weight is prepared for. check_arguments must hold. May throw
+// std::bad_alloc; never leaves a thread running.
 void conv2d(const float *input, const IntegerWeight &weight, const double *bias, float *output, const ConvShape &shape,
-            int threads, Isa isa);
+            int threads);
 
 // Batched products out[t] = a[t] @ b[t] of a [batch, m, k] and b [batch, k, n] (float32, C-contiguous;
 // m, k, n positive, k <= kMaxTaps): each matrix on its own grid as a sample's activations are

@@ -1,5 +1,7 @@
 // sevc: scratch memory reused from call to call (large allocations would otherwise come fresh from
-// the OS every time, zeroed page by page).
+// the OS every time, zeroed page by page), mapped from the OS directly where mmap exists: kept
+// apart from the heap, the buffers neither fragment it nor move glibc's threshold for mapping
+// PyTorch's tensors.
 #pragma once
 
 #include <algorithm>
@@ -9,6 +11,12 @@
 #include <mutex>
 #include <new>
 #include <vector>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define SEVC_SCRATCH_MMAP 1
+#else
+#define SEVC_SCRATCH_MMAP 0
+#endif
 
 namespace sevc {
 
@@ -30,8 +38,8 @@ class Scratch {
         return;
       }
     }
-    buffer_.size = bytes;
-    buffer_.data.reset(new (std::align_val_t(64)) uint8_t[bytes]);
+    buffer_.size = std::max<size_t>(bytes, 1);
+    buffer_.data = std::unique_ptr<uint8_t[], Release>(allocate(buffer_.size), Release{buffer_.size});
   }
   ~Scratch() {
     std::lock_guard<std::mutex> lock(mutex());
@@ -49,12 +57,32 @@ class Scratch {
 
  private:
   static constexpr size_t kKeep = size_t{256} << 20;
-  struct AlignedDelete {
-    void operator()(uint8_t *p) const { ::operator delete[](p, std::align_val_t(64)); }
+  static constexpr size_t kHugePage = size_t{2} << 20;
+  static uint8_t *allocate(size_t bytes) {
+#if SEVC_SCRATCH_MMAP
+    void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+    if (bytes >= kHugePage) madvise(p, bytes, MADV_HUGEPAGE);  // a fault per 2 MiB, not per 4 KiB
+#endif
+    return static_cast<uint8_t *>(p);
+#else
+    return new (std::align_val_t(64)) uint8_t[bytes];
+#endif
+  }
+  struct Release {
+    size_t size;
+    void operator()(uint8_t *p) const {
+#if SEVC_SCRATCH_MMAP
+      munmap(p, size);
+#else
+      ::operator delete[](p, std::align_val_t(64));
+#endif
+    }
   };
   struct Buffer {
     size_t size = 0;
-    std::unique_ptr<uint8_t[], AlignedDelete> data;
+    std::unique_ptr<uint8_t[], Release> data;
   };
   static std::mutex &mutex() {
     static std::mutex m;

@@ -22,20 +22,24 @@ CLIPS = Path(__file__).resolve().parent / "data" / "clips"
 DEVICE = torch.device(os.environ.get("SEVC_TEST_DEVICE", "cpu"))
 
 
-_FIGURES = []
+_FIGURE = "sevc figure"
 
 
 @pytest.fixture
-def figures():
+def figures(request):
     """figures(line): a measured figure (e.g. portable vs float) for the summary at the end of the
-    run, under "sevc figures" (not printed between the test dots, where it would look like a failure)."""
-    return _FIGURES.append
+    run, under "sevc figures" (not printed between the test dots, where it would look like a failure;
+    kept with the test's report, so that it reaches the summary from pytest-xdist's workers too)."""
+    return lambda line: request.node.user_properties.append((_FIGURE, line))
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _FIGURES:
+    lines = [value for reports in terminalreporter.stats.values() for report in reports
+             if getattr(report, "when", None) == "call"
+             for key, value in getattr(report, "user_properties", ()) if key == _FIGURE]
+    if lines:
         terminalreporter.section("sevc figures")
-        for line in _FIGURES:
+        for line in lines:
             terminalreporter.write_line(line)
 
 

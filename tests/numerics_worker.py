@@ -3,7 +3,7 @@ sets (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, SEVC_INTEGER_KERNEL, thread count
 hashes of everything.
 
 `python numerics_worker.py THREADS REPORT [FLOAT_STREAMS ...]` codes every clip of `CLIPS` with the
-stand-in weights (seed 0) in every numerics mode and writes REPORT (JSON): per clip and
+stand-in weights (seed 0) in its numerics modes and writes REPORT (JSON): per clip and
 mode, the SHA-256 of the payloads, of the encoder's reconstructions and of the decoded full and
 skim frames, and whether the decoder reproduced the encoder exactly. With FLOAT_STREAMS (reports'
 folders of float payloads written by other configurations), it also decodes those and reports,
@@ -20,9 +20,9 @@ from typing import Dict, List
 import torch
 
 HERE = Path(__file__).resolve().parent
-CLIPS = {  # name: (folder, frames, crop width, crop height)
-    "carphone": (HERE.parents[0] / "src" / "sevc" / "data" / "carphone_176x144", 2, 176, 144),
-    "odd_size": (HERE / "data" / "clips" / "bikes_256x128", 2, 88, 72),
+CLIPS = {  # name: (folder, frames, crop width, crop height, numerics modes)
+    "carphone": (HERE.parents[0] / "src" / "sevc" / "data" / "carphone_176x144", 2, 176, 144, ("float", "integer")),
+    "odd_size": (HERE / "data" / "clips" / "bikes_256x128", 2, 88, 72, ("float", "portable", "integer")),
 }
 RATE_LEVEL = 32
 
@@ -77,9 +77,9 @@ def main(threads: int, report: Path, float_streams: List[Path]) -> None:
     results: Dict[str, Dict] = {}
     streams = report.with_suffix(".float")
     streams.mkdir(exist_ok=True)
-    for name, (folder, count, width, height) in CLIPS.items():
+    for name, (folder, count, width, height, modes) in CLIPS.items():
         frames = _frames(folder, count, width, height)
-        for mode in Numerics:
+        for mode in map(Numerics.named, modes):
             coded = _code(VideoCodec(*models, numerics=mode), frames, height, width)
             if mode is Numerics.FLOAT:
                 torch.save({"payloads": coded["_payloads"], "full": [f.full for f in coded["_encoded"]]},

@@ -32,9 +32,9 @@ def _case(cin, cout, kernel, stride, height, width, groups, seed=0):
 
 def _cpu(x, w, bias, stride, padding, groups, threads, kernel):
     q = integer.cached_integer_weight(w)
-    packed = _exact.IntegerWeight(q.q.numpy(), q.exponents.numpy(), groups)
+    packed = _exact.IntegerWeight(q.q.numpy(), q.exponents.numpy(), groups, kernel)
     bias64 = None if bias is None else bias.double().numpy()
-    return torch.from_numpy(_exact.integer_conv2d(x.numpy(), packed, bias64, stride, padding, threads, kernel))
+    return torch.from_numpy(_exact.integer_conv2d(x.numpy(), packed, bias64, stride, padding, threads))
 
 
 def _same_bits(a, b) -> bool:
@@ -106,9 +106,9 @@ def test_worst_case_integers_hit_the_bounds_and_stay_exact():
     exact_sum = int((a.double() * q.double()).sum().item())
     assert exact_sum > 2 ** 41
     expected = torch.tensor([float(exact_sum) * 2.0 ** -30], dtype=torch.float64).float()
-    packed = _exact.IntegerWeight(q.numpy(), torch.zeros(1, dtype=torch.int32).numpy(), 1)
     for name in KERNELS:
-        y = torch.from_numpy(_exact.integer_conv2d(x.numpy(), packed, None, 1, 0, 1, name))
+        packed = _exact.IntegerWeight(q.numpy(), torch.zeros(1, dtype=torch.int32).numpy(), 1, name)
+        y = torch.from_numpy(_exact.integer_conv2d(x.numpy(), packed, None, 1, 0, 1))
         assert _same_bits(y.view(1), expected), name
     if _int_mm_is_exact():  # weights +-32639 (what weight rounding makes at most), by int8 slices
         w = torch.where(negative, -1.0, 1.0) * (32639 * 2.0 ** -15)
@@ -150,13 +150,11 @@ def test_weights_split_into_two_signed_bytes():
 
 def test_unknown_or_unavailable_kernels_are_refused():
     w = integer.cached_integer_weight(torch.randn(2, 2, 1, 1))
-    packed = _exact.IntegerWeight(w.q.numpy(), w.exponents.numpy(), 1)
-    x = torch.randn(1, 2, 4, 4).numpy()
     with pytest.raises(ValueError, match="must be 'generic'"):
-        _exact.integer_conv2d(x, packed, None, 1, 0, 1, "sse9")
+        _exact.IntegerWeight(w.q.numpy(), w.exponents.numpy(), 1, "sse9")
     for name in {"avx2", "avx512", "amx"} - set(KERNELS):
         with pytest.raises(ValueError, match="needs a CPU"):
-            _exact.integer_conv2d(x, packed, None, 1, 0, 1, name)
+            _exact.IntegerWeight(w.q.numpy(), w.exponents.numpy(), 1, name)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from ..numerics import Numerics, current, in_mode_dtype
+from ..numerics import current, in_mode_dtype
 from ..numerics.constants import log_spaced
 
 FINE_LEVELS = 64

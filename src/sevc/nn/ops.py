@@ -36,12 +36,12 @@ class Linear(nn.Linear):
         return super().forward(x)
 
 
-def _portable(function, *tensors: torch.Tensor, **kwargs) -> torch.Tensor:
-    """A portable-mode operation (float64) in the portable mode in effect: in integer mode on the
-    float32 tensors made float64, its result rounded back to float32."""
+def _portable(function, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """A portable-mode operation (float64) on the last dim of x in the portable mode in effect: in
+    integer mode on float32 x made float64, its result rounded back to float32."""
     if current() is Numerics.INTEGER:
-        return integer.via_float64(function, *tensors, **kwargs)
-    return function(*(in_mode_dtype(t) for t in tensors), **kwargs)
+        return integer.via_float64(function, x, **kwargs)
+    return function(in_mode_dtype(x), **kwargs)
 
 
 class LayerNorm(nn.LayerNorm):

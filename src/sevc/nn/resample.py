@@ -24,15 +24,21 @@ _CACHED_SIZES = 32
 
 def _upsample_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
     """Bilinear x2 along `axis` (half-pixel centres, edges repeated): new sample 2i is
-    0.25 x[i-1] + 0.75 x[i], sample 2i+1 is 0.75 x[i] + 0.25 x[i+1]."""
+    0.25 x[i-1] + 0.75 x[i], sample 2i+1 is 0.75 x[i] + 0.25 x[i+1] (each product rounded, then
+    the sum), written in place into the result."""
     n = x.shape[axis]
-    padded = torch.cat([x.narrow(axis, 0, 1), x, x.narrow(axis, n - 1, 1)], dim=axis)
-    before, after = padded.narrow(axis, 0, n), padded.narrow(axis, 2, n)
-    even = 0.25 * before + 0.75 * x
-    odd = 0.75 * x + 0.25 * after
     shape = list(x.shape)
     shape[axis] = 2 * n
-    return torch.stack([even, odd], dim=axis + 1).reshape(shape)
+    out = x.new_empty(shape)
+    even, odd = out.unflatten(axis, (n, 2)).unbind(axis + 1)
+    torch.mul(x.narrow(axis, 0, n - 1), 0.25, out=even.narrow(axis, 1, n - 1))   # 0.25 x[i-1]
+    torch.mul(x.narrow(axis, 0, 1), 0.25, out=even.narrow(axis, 0, 1))
+    torch.mul(x.narrow(axis, 1, n - 1), 0.25, out=odd.narrow(axis, 0, n - 1))    # 0.25 x[i+1]
+    torch.mul(x.narrow(axis, n - 1, 1), 0.25, out=odd.narrow(axis, n - 1, 1))
+    three_quarters = 0.75 * x
+    even.add_(three_quarters)
+    odd.add_(three_quarters)
+    return out
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -89,9 +89,9 @@ class IntegerWeight:
 
 def integer_weight(weight: torch.Tensor) -> IntegerWeight:
     """The weight's integers (see the module docstring)."""
-    rows = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)
+    rows = weight.detach().to(torch.float64, copy=True).reshape(weight.shape[0], -1)
     e = _weight_exponents(rows)
-    q = torch.round(rows * two_pow(WEIGHT_BITS - e)[:, None])
+    q = rows.mul_(two_pow(WEIGHT_BITS - e)[:, None]).round_()
     return IntegerWeight(q.to(torch.int16).reshape(weight.shape), e.to(torch.int32), q.sum(dim=1).to(torch.int64))
 
 
@@ -237,18 +237,18 @@ def math_kernel() -> str:
     return "generic" if cpu_kernel() in ("generic", "avx2") else _exact.integer_math_isa()
 
 
-def _packed(weight: torch.Tensor, groups: int):
-    """The weight packed for sevc._exact's integer kernels (once per weight)."""
-    return _derived(weight, _PACKERS.setdefault(groups, lambda w: _pack(w, groups)))
+def _packed(weight: torch.Tensor, groups: int, kernel: str):
+    """The weight laid out for sevc._exact's integer kernel `kernel` (once per weight and kernel)."""
+    return _derived(weight, _PACKERS.setdefault((groups, kernel), lambda w: _pack(w, groups, kernel)))
 
 
 _PACKERS: dict = {}
 
 
-def _pack(weight: torch.Tensor, groups: int):
-    w = cached_integer_weight(weight)
+def _pack(weight: torch.Tensor, groups: int, kernel: str):
+    w = integer_weight(weight)  # not kept: the packed weight holds its integers
     q = w.q.reshape(weight.shape[0], -1, *_kernel_size(weight))
-    return _exact.IntegerWeight(q.numpy(), w.exponents.numpy(), groups)
+    return _exact.IntegerWeight(q.numpy(), w.exponents.numpy(), groups, kernel)
 
 
 def _float64(bias: torch.Tensor) -> torch.Tensor:
@@ -258,8 +258,9 @@ def _float64(bias: torch.Tensor) -> torch.Tensor:
 def _cpu_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
                 padding: Tuple[int, int], groups: int) -> torch.Tensor:
     bias64 = None if bias is None else _derived(bias, _float64).numpy()
-    output = _exact.integer_conv2d(x.detach().to(torch.float32).contiguous().numpy(), _packed(weight, groups),
-                                   bias64, stride, padding, torch.get_num_threads(), cpu_kernel())
+    output = _exact.integer_conv2d(x.detach().to(torch.float32).contiguous().numpy(),
+                                   _packed(weight, groups, cpu_kernel()), bias64, stride, padding,
+                                   torch.get_num_threads())
     return torch.from_numpy(output)
 
 
@@ -353,6 +354,16 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out).view(*a.shape[:-1], b.shape[-1])
 
 
-def via_float64(function, *tensors: torch.Tensor, **kwargs) -> torch.Tensor:
-    """function (a portable-mode float64 operation) on float32 tensors, its result rounded to float32."""
-    return function(*(t.to(torch.float64) for t in tensors), **kwargs).to(torch.float32)
+VIA_FLOAT64_ROWS = 1 << 20  # elements a float64 part of via_float64 holds, at least one row
+
+
+def via_float64(function, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """function(x) of a portable-mode float64 operation on the last dim of x (elementwise, or row by
+    row as layer norm) for float32 x, its result rounded to float32: computed part by part (whole
+    rows), so that the float64 copies stay small."""
+    rows = x.reshape(-1, x.shape[-1]) if x.dim() else x.reshape(1, 1)
+    out = torch.empty(rows.shape, dtype=torch.float32, device=x.device)
+    step = max(1, VIA_FLOAT64_ROWS // max(1, rows.shape[1]))
+    for start in range(0, rows.shape[0], step):
+        out[start:start + step] = function(rows[start:start + step].to(torch.float64), **kwargs)
+    return out.reshape(x.shape)
