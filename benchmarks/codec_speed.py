@@ -37,6 +37,12 @@ GIB = 2 ** 30
 T = TypeVar("T")
 
 
+def models_on(device: torch.device) -> Models:
+    """The official checkpoints if they are in ckpt/, else stand-in weights (seed 0)."""
+    paths = [default_checkpoint(name) for name in (I_FRAME_CKPT, P_FRAME_CKPT)]
+    return load_models(*paths, device=device) if all(map(os.path.isfile, paths)) else stand_in_models(0, device)
+
+
 def clip(width: int, height: int, frames: int, device: torch.device) -> List[torch.Tensor]:
     """`frames` frames [1, 3, height, width]: the bundled clip's frames, tiled and cropped."""
     sample = list(read_png_folder(SAMPLE_CLIP, *SAMPLE_SIZE))
@@ -133,8 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     deterministic()
     device = torch.device("cuda" if args.cuda else "cpu")
-    paths = [default_checkpoint(name) for name in (I_FRAME_CKPT, P_FRAME_CKPT)]
-    models = load_models(*paths, device=device) if all(map(os.path.isfile, paths)) else stand_in_models(0, device)
+    models = models_on(device)
     frames = clip(args.width, args.height, args.frames, device)
     rate = Rate.level(args.q)
     table, exact = {}, {}

@@ -21,21 +21,15 @@ import tempfile
 from typing import Dict, List
 
 import torch
-from codec_speed import clip, timed  # this folder's codec benchmark
+from codec_speed import clip, models_on, timed  # this folder's codec benchmark
 
 from sevc.cli.common import usable_cores
 from sevc.codec.video import VideoCodec
 from sevc.models import Rate
-from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
-from sevc.models.stand_in import stand_in_models
+from sevc.models.loading import Models
 from sevc.numerics import Numerics
 
 RATE = Rate.level(32)
-
-
-def models_on(device: torch.device) -> Models:
-    paths = [default_checkpoint(name) for name in (I_FRAME_CKPT, P_FRAME_CKPT)]
-    return load_models(*paths, device=device) if all(map(os.path.isfile, paths)) else stand_in_models(0, device)
 
 
 def measure(models: Models, frames: List[torch.Tensor], mode: Numerics, device: torch.device) -> Dict[str, float]:

@@ -29,22 +29,22 @@ class Scratch {
       std::lock_guard<std::mutex> lock(mutex());
       auto &pool = buffers();
       auto fit = std::min_element(pool.begin(), pool.end(), [bytes](const Buffer &a, const Buffer &b) {
-        return (a.size >= bytes ? a.size : SIZE_MAX) < (b.size >= bytes ? b.size : SIZE_MAX);
+        return (size(a) >= bytes ? size(a) : SIZE_MAX) < (size(b) >= bytes ? size(b) : SIZE_MAX);
       });
-      if (fit != pool.end() && fit->size >= bytes) {
+      if (fit != pool.end() && size(*fit) >= bytes) {
         buffer_ = std::move(*fit);
         pool.erase(fit);
-        kept() -= buffer_.size;
+        kept() -= size(buffer_);
         return;
       }
     }
-    buffer_.size = std::max<size_t>(bytes, 1);
-    buffer_.data = std::unique_ptr<uint8_t[], Release>(allocate(buffer_.size), Release{buffer_.size});
+    const size_t length = std::max<size_t>(bytes, 1);
+    buffer_ = Buffer(allocate(length), Release{length});
   }
   ~Scratch() {
     std::lock_guard<std::mutex> lock(mutex());
-    if (kept() + buffer_.size > kKeep) return;  // freed
-    kept() += buffer_.size;
+    if (kept() + size(buffer_) > kKeep) return;  // freed
+    kept() += size(buffer_);
     buffers().push_back(std::move(buffer_));
   }
   Scratch(const Scratch &) = delete;
@@ -52,7 +52,7 @@ class Scratch {
 
   template <class T>
   T *as() const {
-    return reinterpret_cast<T *>(buffer_.data.get());
+    return reinterpret_cast<T *>(buffer_.get());
   }
 
  private:
@@ -70,7 +70,7 @@ class Scratch {
     return new (std::align_val_t(64)) uint8_t[bytes];
 #endif
   }
-  struct Release {
+  struct Release {  // frees a buffer of `size` bytes
     size_t size;
     void operator()(uint8_t *p) const {
 #if SEVC_SCRATCH_MMAP
@@ -80,10 +80,8 @@ class Scratch {
 #endif
     }
   };
-  struct Buffer {
-    size_t size = 0;
-    std::unique_ptr<uint8_t[], Release> data;
-  };
+  using Buffer = std::unique_ptr<uint8_t[], Release>;
+  static size_t size(const Buffer &buffer) { return buffer.get_deleter().size; }
   static std::mutex &mutex() {
     static std::mutex m;
     return m;

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _exact
-from .exact import _derived, _pair
+from .exact import _derived, _float64, _pair
 from .functions import two_pow
 
 ACTIVATION_BITS = 15
@@ -249,10 +249,6 @@ def _pack(weight: torch.Tensor, groups: int, kernel: str):
     w = integer_weight(weight)  # not kept: the packed weight holds its integers
     q = w.q.reshape(weight.shape[0], -1, *_kernel_size(weight))
     return _exact.IntegerWeight(q.numpy(), w.exponents.numpy(), groups, kernel)
-
-
-def _float64(bias: torch.Tensor) -> torch.Tensor:
-    return bias.detach().to(torch.float64).contiguous()
 
 
 def _cpu_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
