@@ -12,6 +12,7 @@ A stage configuration (JSON, see train_configs/) holds:
     lambdas, frame_weights, layer_weight    the objective (sevc.training.losses)
     detach_every       cut the gradient through the references every N P-frames (0: never)
     init               {"i_frame": path or null, "p_frame": path or null}: weights to start from
+    clip_grad_norm     null, or the largest gradient norm of a step (larger ones are scaled down to it)
     amp                null (float32), "bf16" or "fp16": mixed precision (torch.autocast; fp16 with a
                        gradient scaler)
     save_every, log_every, num_workers, seed    (the loss and numbers are read from the device
@@ -62,6 +63,7 @@ DEFAULTS = {
     "lr_milestones": [], "lr_gamma": 0.1, "lambdas": list(LAMBDAS), "frame_weights": list(FRAME_WEIGHTS),
     "layer_weight": LAYER_WEIGHT, "init": {"i_frame": None, "p_frame": None}, "save_every": 1000,
     "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4, "detach_every": 0, "amp": None,
+    "clip_grad_norm": None,
 }
 AMP = {None: Precision.FP32, "bf16": Precision.BF16, "fp16": Precision.FP16}
 COUNTS = {"sequence_length": 1, "batch_size": 1, "steps": 1, "save_every": 1, "log_every": 1, "anchors": 1,
@@ -138,6 +140,7 @@ def _numbers(value: object, low: float) -> bool:
 VALUES = {  # entries: (the test each passes, what it must be)
     "lr": (lambda v: _number(v) and v > 0, "a positive number"),
     "lr_gamma": (lambda v: _number(v) and v > 0, "a positive number"),
+    "clip_grad_norm": (lambda v: v is None or (_number(v) and v > 0), "null or a positive number"),
     "layer_weight": (lambda v: _number(v, 0), "a number >= 0"),
     "lambdas": (lambda v: _numbers(v, 0) and all(x > 0 for x in v), "a list of positive numbers"),
     "frame_weights": (lambda v: _numbers(v, 0), "a non-empty list of numbers >= 0"),
@@ -386,11 +389,13 @@ def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset
                 raise TrainingError(clips.message)
             anchor = step % config["anchors"]
             started = time.time()
-            loss, terms = _step(network, clips.to(env.device), anchor, AMP[config["amp"]], optimizers, env)
+            loss, terms = _step(network, clips.to(env.device), anchor, AMP[config["amp"]], optimizers, env,
+                                config["clip_grad_norm"])
             step += 1
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss is {loss.item()} at step {step}: training diverged (lower lr, or set "
+                                    "clip_grad_norm); the weights saved last are kept")
             if step % config["log_every"] == 0 or step == config["steps"]:
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"the loss is {loss.item()} at step {step}")
                 numbers = {"loss": env.mean(loss.item()), **{k: env.mean(v) for k, v in summarize(terms).items()}}
                 bar.set_postfix({k: round(v, 4) for k, v in numbers.items()})
                 last = {"step": step, "epoch": epoch, "anchor": anchor, "lr": optimizers[1].get_last_lr()[0],
@@ -405,13 +410,18 @@ def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset
     return last
 
 
-def _step(network, clips: torch.Tensor, anchor: int, precision: Precision, optimizers: Tuple, env: Distributed):
+def _step(network, clips: torch.Tensor, anchor: int, precision: Precision, optimizers: Tuple, env: Distributed,
+          clip_grad_norm: Optional[float] = None):
     """One optimizer step on a batch of clips: (loss, per-frame terms)."""
     optimizer, scheduler, scaler = optimizers
     with precision.autocast(env.device.type):
         loss, terms = network(clips, anchor)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if clip_grad_norm is not None:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
+                                       clip_grad_norm)
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
