@@ -24,13 +24,17 @@ def test_state_dict_keys_and_shapes_match_official_checkpoint():
     assert ours == [(k, shape) for k, shape, _ in manifest("i_frame")]
 
 
-@pytest.mark.parametrize("module", ["enc", "hyper_enc", "hyper_dec", "y_prior_fusion", "dec", "refine"])
+MODULES = {"enc": "enc", "hyper_enc": "hyperprior.encoder", "hyper_dec": "hyperprior.decoder",
+           "y_prior_fusion": "y_prior_fusion", "dec": "dec", "refine": "refine"}  # checkpoint name: submodule
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
 def test_module_outputs_match_recorded(module):
     recorded = ModuleRecords()
     prefix = f"i_frame.{module}@f0/"
     inputs = [torch.from_numpy(recorded[f"{prefix}in{i}"]) for i in range(2) if f"{prefix}in{i}" in recorded]
     with torch.no_grad():
-        out = getattr(intra_model(case_info("case_a")["seed"]), module)(*inputs)
+        out = intra_model(case_info("case_a")["seed"]).get_submodule(MODULES[module])(*inputs)
     assert_close(out, recorded[prefix + "out0"])
 
 

@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from sevc.errors import TrainingError
 from sevc.io.outputs import MANIFEST
-from sevc.models.checkpoint import read_state_dict
+from sevc.models.checkpoint import named_parameters, read_state_dict
 from sevc.cli import encode, evaluate, train as train_cli
 from sevc.models.intra import IntraNoAR
 from sevc.models.rate import Rate
@@ -63,6 +64,24 @@ def test_each_stage_trains_its_parameters_and_nothing_else(stage, tmp_path):
     assert log[-1]["step"] == 1 and log[-1]["anchor"] == 0
 
 
+def test_a_diverging_run_stops_with_one_line_and_keeps_the_saved_weights(tmp_path):
+    """From fresh weights a huge learning rate sends the loss to NaN within a few steps; training
+    stops there with a TrainingError (it was a torch.distributions traceback), and the weights
+    saved before are not replaced by NaN ones."""
+    config = small_config("i_frame", lr=10.0, steps=20, save_every=1, log_every=10)
+    with pytest.raises(TrainingError, match=r"the loss is nan at step \d+: training diverged"):
+        train(config, tmp_path)
+    saved = read_state_dict(tmp_path / "i_frame.pth.tar")
+    assert all(bool(torch.isfinite(value).all()) for value in saved.values())
+
+
+def test_clip_grad_norm_is_checked_and_used(tmp_path):
+    with pytest.raises(TrainingError, match="clip_grad_norm must be null or a positive number"):
+        small_config("i_frame", clip_grad_norm=0)
+    last = train(small_config("i_frame", steps=2, clip_grad_norm=0.5), tmp_path)
+    assert last["step"] == 2 and torch.isfinite(torch.tensor(last["loss"]))
+
+
 def test_joint_gradients_reach_every_p_frame_parameter():
     """A 6-frame clip reaches every frame-index and queue-fullness branch: every trained SEVC
     parameter gets a gradient, and only the checkpoint entries no computation uses get none."""
@@ -71,10 +90,11 @@ def test_joint_gradients_reach_every_p_frame_parameter():
     model = StageModel("joint", IntraNoAR(), SEVC(), Objective(OBJECTIVES["joint"])).train()
     loss, _ = model(data[0][None], 3)
     loss.backward()
-    with_grad = {n for n, p in model.p_frame.named_parameters() if p.grad is not None}
+    parameters = named_parameters(model.p_frame)
+    with_grad = {n for n, p in parameters.items() if p.grad is not None}
     assert with_grad == set(trained_names("joint", model.p_frame))
     unused = {id(p) for module in unused_modules(model.p_frame) for p in module.parameters()}
-    assert all(id(p) in unused for n, p in model.p_frame.named_parameters() if n not in with_grad)
+    assert all(id(p) in unused for n, p in parameters.items() if n not in with_grad)
     assert all(p.grad is None for p in model.i_frame.parameters())
 
 

@@ -3,6 +3,7 @@ each residual coded with the table of the nearest of 256 log-spaced scales at or
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -47,7 +48,7 @@ class ScaleTableModel:
         """Estimated bits of each integer residual y_q under the zero-mean model of `scales`
         (computed in float32 at least, whatever the precision the latents come in)."""
         y_q, scales = _at_least_float32(y_q), _at_least_float32(scales).clamp(1e-5, 1e10)
-        dist = self._dist(torch.zeros_like(scales), scales)
+        dist = self._dist(torch.zeros_like(scales), scales, validate_args=False)  # NaN in, NaN bits out
         return estimated_bits(dist.cdf(y_q + 0.5) - dist.cdf(y_q - 0.5))
 
     def update(self, force: bool = False) -> None:
@@ -102,3 +103,10 @@ class ScaleTableModel:
         values = coder.decode(self.indexes(scales), self.tables())
         return values.to(device=scales.device, dtype=scales.dtype)
 
+
+
+@lru_cache(maxsize=None)
+def scale_table_model(distribution: str) -> ScaleTableModel:
+    """The one ScaleTableModel of `distribution`: its tables depend on nothing else, so every
+    latent codec shares them."""
+    return ScaleTableModel(distribution)

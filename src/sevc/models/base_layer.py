@@ -14,8 +14,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ..entropy.four_part_prior import PriorOutput, add_four_part_prior
-from ..entropy.quantization import quantize, rate_proxy
+from ..latent_codecs import CodedLatent, FourPartLatentCodec, HyperpriorLatentCodec
 from ..nn.layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv
 from ..nn.ops import Conv2d
 from ..nn.padding import HYPER_STRIDE, LATENT_STRIDE, crop, strided_size
@@ -100,35 +99,49 @@ class MvDec(nn.Module):
 
 @dataclass(frozen=True)
 class _Analysis:
-    """What the base-layer encoder computes for one frame (see BaseLayerCodec._analyze)."""
+    """What the base-layer encoder computes for one frame (see BaseLayerCodec._analyze): the coded
+    latents (hyperpriors of the motion and of the frame, motion, frame) and the new buffer."""
 
-    mv_z_hat: torch.Tensor
-    z_hat: torch.Tensor
-    mv_coded: PriorOutput
-    y_coded: PriorOutput
+    mv_z: CodedLatent
+    z: CodedLatent
+    mv_y: CodedLatent
+    y: CodedLatent
     buffer: BaseBuffer
 
 
 class BaseLayerCodec(EntropyCodedModel):
     """DCVC-DC's P-frame codec. Frames x [B, 3, h, w] in [0, 1], h and w multiples of 16; its
     state is a BaseBuffer. `frame_index` (the frame's position since the last I-frame) picks the
-    hierarchical feature adaptor (frame_index % 4)."""
+    hierarchical feature adaptor (frame_index % 4). Latent codecs: `mv_hyperprior` and `mv_latent`
+    (the motion), `y_hyperprior` and `y_latent` (the frame), each latent with the four-part prior
+    (Laplace)."""
+
+    CHECKPOINT_ORDER = (
+        "bit_estimator_z", "bit_estimator_z_mv", "optic_flow", "align", "mv_encoder", "mv_hyper_prior_encoder",
+        "mv_hyper_prior_decoder", "mv_y_prior_fusion_adaptor_0", "mv_y_prior_fusion_adaptor_1", "mv_y_prior_fusion",
+        "mv_y_spatial_prior_adaptor_1", "mv_y_spatial_prior_adaptor_2", "mv_y_spatial_prior_adaptor_3",
+        "mv_y_spatial_prior", "mv_decoder", "feature_adaptor_I", "feature_adaptor", "feature_extractor",
+        "context_fusion_net", "contextual_encoder", "contextual_hyper_prior_encoder", "contextual_hyper_prior_decoder",
+        "temporal_prior_encoder", "y_prior_fusion_adaptor_0", "y_prior_fusion_adaptor_1", "y_prior_fusion",
+        "y_spatial_prior_adaptor_1", "y_spatial_prior_adaptor_2", "y_spatial_prior_adaptor_3", "y_spatial_prior",
+        "contextual_decoder", "recon_generation_net")
 
     def __init__(self, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
-        super().__init__("laplace", z_channel=CH_16X, mv_z_channel=MV_CH, ec_thread=ec_thread,
-                         stream_part=stream_part)
+        super().__init__(ec_thread=ec_thread, stream_part=stream_part)
         self.add_q_scales("mv_y_", MV_CH, MV_CH, anchor_num)
         self.add_q_scales("y_", 128, 64, anchor_num)
 
         self.optic_flow = SpyNet()
         self.align = OffsetDiversity()
         self.mv_encoder = MvEnc(2, MV_CH)
-        self.mv_hyper_prior_encoder, self.mv_hyper_prior_decoder = hyper_codec(MV_CH, 64, shallow=False)
+        self.mv_hyperprior = HyperpriorLatentCodec(*hyper_codec(MV_CH, 64, shallow=False), 64, {
+            "encoder": "mv_hyper_prior_encoder", "decoder": "mv_hyper_prior_decoder",
+            "bit_estimator": "bit_estimator_z_mv"})
         self.mv_y_prior_fusion_adaptor_0 = DepthConvBlock(MV_CH, MV_CH * 2)
         self.mv_y_prior_fusion_adaptor_1 = DepthConvBlock(MV_CH * 2, MV_CH * 2)
         self.mv_y_prior_fusion = nn.Sequential(DepthConvBlock(MV_CH * 2, MV_CH * 3),
                                                DepthConvBlock(MV_CH * 3, MV_CH * 3))
-        self.mv_prior = add_four_part_prior(self, "mv_y", MV_CH)
+        self.mv_latent = FourPartLatentCodec(MV_CH, "mv_y", "laplace")
         self.mv_decoder = MvDec(2, MV_CH)
 
         self.feature_adaptor_I = Conv2d(3, CH_1X, 3, stride=1, padding=1)
@@ -136,8 +149,9 @@ class BaseLayerCodec(EntropyCodedModel):
         self.feature_extractor = FeatureExtractor()
         self.context_fusion_net = MultiScaleContextFusion()
         self.contextual_encoder = ContextualEncoder()
-        self.contextual_hyper_prior_encoder, self.contextual_hyper_prior_decoder = \
-            hyper_codec(CH_16X, CH_16X, shallow=True)
+        self.y_hyperprior = HyperpriorLatentCodec(*hyper_codec(CH_16X, CH_16X, shallow=True), CH_16X, {
+            "encoder": "contextual_hyper_prior_encoder", "decoder": "contextual_hyper_prior_decoder",
+            "bit_estimator": "bit_estimator_z"})
         self.temporal_prior_encoder = nn.Sequential(
             Conv2d(CH_4X, CH_8X, 3, stride=2, padding=1),
             nn.LeakyReLU(0.1),
@@ -147,21 +161,21 @@ class BaseLayerCodec(EntropyCodedModel):
         self.y_prior_fusion_adaptor_1 = DepthConvBlock(CH_16X * 3, CH_16X * 3)
         self.y_prior_fusion = nn.Sequential(DepthConvBlock(CH_16X * 3, CH_16X * 3),
                                             DepthConvBlock(CH_16X * 3, CH_16X * 3))
-        self.y_prior = add_four_part_prior(self, "y", CH_16X)
+        self.y_latent = FourPartLatentCodec(CH_16X, "y", "laplace")
         self.contextual_decoder = ContextualDecoder()
         self.recon_generation_net = ReconGeneration()
 
-    def _mv_params(self, mv_z_hat: torch.Tensor, buffer: BaseBuffer, height: int, width: int) -> torch.Tensor:
-        params = crop(self.mv_hyper_prior_decoder(mv_z_hat), height, width)
+    def _mv_params(self, mv_hyper: torch.Tensor, buffer: BaseBuffer, height: int, width: int) -> torch.Tensor:
+        params = crop(mv_hyper, height, width)
         if buffer.mv_y is None:
             params = self.mv_y_prior_fusion_adaptor_0(params)
         else:
             params = self.mv_y_prior_fusion_adaptor_1(torch.cat((params, buffer.mv_y), dim=1))
         return self.mv_y_prior_fusion(params)
 
-    def _y_params(self, z_hat: torch.Tensor, buffer: BaseBuffer, context3: torch.Tensor, height: int,
+    def _y_params(self, hyper: torch.Tensor, buffer: BaseBuffer, context3: torch.Tensor, height: int,
                   width: int) -> torch.Tensor:
-        hierarchical = crop(self.contextual_hyper_prior_decoder(z_hat), height, width)
+        hierarchical = crop(hyper, height, width)
         temporal = self.temporal_prior_encoder(context3)
         if buffer.y is None:
             params = self.y_prior_fusion_adaptor_0(torch.cat((temporal, hierarchical), dim=1))
@@ -188,61 +202,42 @@ class BaseLayerCodec(EntropyCodedModel):
         return BaseBuffer(x_hat.clamp_(0, 1), feature, mv_feature, y_hat, mv_y_hat, mv_hat)
 
     def _analyze(self, x: torch.Tensor, buffer: BaseBuffer, rate: Rate, frame_index: int) -> _Analysis:
-        """Everything the encoder computes: the latents, their priors and the new buffer."""
+        """Everything the encoder computes: the coded latents and the new buffer."""
         mv_q_enc, mv_q_dec = self.q_scales("mv_y_", rate)
         y_q_enc, y_q_dec = self.q_scales("y_", rate)
-        mv_y = self.mv_encoder(self.optic_flow(x, buffer.frame), buffer.mv_feature, mv_q_enc)
-        mv_z = self.mv_hyper_prior_encoder(self.pad_latent(mv_y))
-        mv_z_hat = quantize(mv_z, self.training)
-        mv_coded = self.mv_prior.forward(mv_y, self._mv_params(mv_z_hat, buffer, *mv_y.shape[2:]), self.training)
-        mv_hat, mv_feature = self.mv_decoder(mv_coded.y_hat, mv_q_dec)
+        mv = self.mv_encoder(self.optic_flow(x, buffer.frame), buffer.mv_feature, mv_q_enc)
+        mv_z, mv_hyper = self.mv_hyperprior(mv)
+        mv_y = self.mv_latent(mv, self._mv_params(mv_hyper, buffer, *mv.shape[2:]))
+        mv_hat, mv_feature = self.mv_decoder(mv_y.y_hat, mv_q_dec)
         contexts = self._contexts(buffer, mv_hat, frame_index)
         y = self.contextual_encoder(x, *contexts, y_q_enc)
-        z = self.contextual_hyper_prior_encoder(self.pad_latent(y))
-        z_hat = quantize(z, self.training)
-        y_coded = self.y_prior.forward(y, self._y_params(z_hat, buffer, contexts[2], *y.shape[2:]), self.training)
-        return _Analysis(rate_proxy(mv_z, mv_z_hat, self.training), rate_proxy(z, z_hat, self.training), mv_coded,
-                         y_coded, self._decoded(y_coded.y_hat, mv_coded.y_hat, mv_hat, mv_feature, contexts, y_q_dec))
+        z, hyper = self.y_hyperprior(y)
+        y_coded = self.y_latent(y, self._y_params(hyper, buffer, contexts[2], *y.shape[2:]))
+        return _Analysis(mv_z, z, mv_y, y_coded,
+                         self._decoded(y_coded.y_hat, mv_y.y_hat, mv_hat, mv_feature, contexts, y_q_dec))
 
     def forward(self, x: torch.Tensor, buffer: BaseBuffer, *, rate: Rate, frame_index: int) -> Estimated[BaseBuffer]:
         """Test path and training: the new buffer and the estimated bits of the batch."""
         coded = self._analyze(x, buffer, rate, frame_index)
-        bits = (self.latent_model.bits(coded.y_coded.y_q, coded.y_coded.scales).sum()
-                + self.bit_estimator_z.bits(coded.z_hat).sum()
-                + self.latent_model.bits(coded.mv_coded.y_q, coded.mv_coded.scales).sum()
-                + self.bit_estimator_z_mv.bits(coded.mv_z_hat).sum())
-        return Estimated(coded.buffer, bits)
+        return Estimated(coded.buffer, coded.y.bits() + coded.z.bits() + coded.mv_y.bits() + coded.mv_z.bits())
 
     def compress(self, x: torch.Tensor, buffer: BaseBuffer, *, rate: Rate, frame_index: int) -> Compressed[BaseBuffer]:
         """Encode x [1, 3, h, w] into one payload."""
         coded = self._analyze(x, buffer, rate, frame_index)
-        coder = self.coder()
-        coder.reset()
-        self.bit_estimator_z_mv.encode(coder, coded.mv_z_hat)
-        self.bit_estimator_z.encode(coder, coded.z_hat)
-        for prior_output in (coded.mv_coded, coded.y_coded):
-            for y_q, scales in prior_output.steps:
-                self.latent_model.encode(coder, y_q, scales)
-        return Compressed(coded.buffer, (coder.flush(),))
+        return Compressed(coded.buffer, (self.payload((coded.mv_z, coded.z, coded.mv_y, coded.y)),))
 
     def decompress(self, payload: bytes, buffer: BaseBuffer, height: int, width: int, *, rate: Rate,
                    frame_index: int) -> BaseBuffer:
         """Decode a frame of height x width (multiples of 16); returns the new buffer."""
         _, mv_q_dec = self.q_scales("mv_y_", rate)
         _, y_q_dec = self.q_scales("y_", rate)
-        coder = self.coder()
-        coder.set_stream(payload)
         z_size = strided_size(height, width, HYPER_STRIDE)
         y_height, y_width = strided_size(height, width, LATENT_STRIDE)
-        mv_z_hat = self.bit_estimator_z_mv.decode(coder, z_size, self.device)
-        z_hat = self.bit_estimator_z.decode(coder, z_size, self.device)
-
-        def read(scales: torch.Tensor) -> torch.Tensor:
-            return self.latent_model.decode(coder, scales)
-
-        mv_y_hat = self.mv_prior.decode(self._mv_params(mv_z_hat, buffer, y_height, y_width), read)
-        mv_hat, mv_feature = self.mv_decoder(mv_y_hat, mv_q_dec)
-        contexts = self._contexts(buffer, mv_hat, frame_index)
-        y_hat = self.y_prior.decode(self._y_params(z_hat, buffer, contexts[2], y_height, y_width), read)
-        coder.finish()
+        with self.reading(payload) as coder:
+            mv_hyper = self.mv_hyperprior.decode(coder, z_size, self.device)
+            hyper = self.y_hyperprior.decode(coder, z_size, self.device)
+            mv_y_hat = self.mv_latent.decode(coder, self._mv_params(mv_hyper, buffer, y_height, y_width))
+            mv_hat, mv_feature = self.mv_decoder(mv_y_hat, mv_q_dec)
+            contexts = self._contexts(buffer, mv_hat, frame_index)
+            y_hat = self.y_latent.decode(coder, self._y_params(hyper, buffer, contexts[2], y_height, y_width))
         return self._decoded(y_hat, mv_y_hat, mv_hat, mv_feature, contexts, y_q_dec)

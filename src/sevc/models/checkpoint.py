@@ -120,6 +120,12 @@ def _listing(keys) -> str:
     return shown + more
 
 
+def named_parameters(model: nn.Module) -> Dict[str, nn.Parameter]:
+    """{checkpoint name: parameter} of `model` (the state_dict's names: a latent codec's networks
+    have their published names, see `sevc.latent_codecs.base`)."""
+    return {name: value for name, value in model.state_dict(keep_vars=True).items() if isinstance(value, nn.Parameter)}
+
+
 def load_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], strict: bool = True,
                  source: str = "checkpoint") -> None:
     """Load `state_dict` into `model`, turning any mismatch into one CheckpointError."""

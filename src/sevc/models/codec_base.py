@@ -1,17 +1,16 @@
-"""What every SEVC sub-codec (I-frame, base layer, enhancement layer) shares: its entropy models,
-its rANS coder, its per-rate feature scales, and the shape of its results."""
+"""What every SEVC sub-codec (I-frame, base layer, enhancement layer) shares: its rANS coder and
+payloads, its per-rate feature scales, its checkpoint layout, and the shape of its results."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Generic, Optional, Tuple, TypeVar
+from typing import Generic, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import torch
 from torch import nn
 
-from ..entropy.bit_estimator import BitEstimator
 from ..entropy.coder import EntropyCoder
-from ..entropy.scale_table import ScaleTableModel
-from ..nn.padding import HYPER_INPUT_MULTIPLE, pad_to_multiple
+from ..latent_codecs.base import CodedLatent, checkpoint_layout, latent_codecs
 from ..numerics import in_mode_dtype
 from .rate import Rate
 
@@ -37,30 +36,28 @@ class Compressed(Generic[State]):
 
 
 class EntropyCodedModel(nn.Module):
-    """Base of the I-frame, base-layer and enhancement-layer codecs.
+    """Base of the I-frame, base-layer and enhancement-layer codecs: transforms plus latent codecs
+    (`sevc.latent_codecs`), whose coded latents make one rANS payload per frame.
 
-    distribution: 'laplace' or 'gaussian', the model of the latent residuals.
-    z_channel / mv_z_channel: channels of the factorized hyperprior latents (None: no such latent).
-    ec_thread, stream_part: rANS coder options (background encoding, parallel stream parts).
+    CHECKPOINT_ORDER: the codec's top-level checkpoint entries in the published order (see
+    `checkpoint_layout`). ec_thread, stream_part: rANS coder options (background encoding,
+    parallel stream parts).
     """
 
-    def __init__(self, distribution: str, z_channel: Optional[int] = None,
-                 mv_z_channel: Optional[int] = None, ec_thread: bool = False, stream_part: int = 1):
+    CHECKPOINT_ORDER: Tuple[str, ...] = ()
+
+    def __init__(self, ec_thread: bool = False, stream_part: int = 1):
         super().__init__()
-        self.bit_estimator_z = BitEstimator(z_channel) if z_channel else None
-        self.bit_estimator_z_mv = BitEstimator(mv_z_channel) if mv_z_channel else None
-        self.latent_model = ScaleTableModel(distribution)
         self.ec_thread = ec_thread
         self.stream_part = stream_part
         self.entropy_coder: Optional[EntropyCoder] = None
+        checkpoint_layout(self, self.CHECKPOINT_ORDER)
 
     def update(self, force: bool = False) -> None:
-        """Create the rANS coder and build the entropy coding tables (needed before compress)."""
+        """Create the rANS coder and build the latent codecs' tables (needed before compress)."""
         self.entropy_coder = EntropyCoder(self.ec_thread, self.stream_part)
-        self.latent_model.update(force)
-        for estimator in (self.bit_estimator_z, self.bit_estimator_z_mv):
-            if estimator is not None:
-                estimator.update(force)
+        for codec in latent_codecs(self):
+            codec.update(force)
 
     def add_q_scales(self, prefix: str, enc_ch: int, dec_ch: int, anchor_num: int) -> None:
         """Register `<prefix>q_basic_enc`, `q_scale_enc`, `q_basic_dec`, `q_scale_dec` (checkpoint
@@ -80,12 +77,23 @@ class EntropyCodedModel(nn.Module):
         """Where the codec's parameters are."""
         return next(self.parameters()).device
 
-    def coder(self) -> EntropyCoder:
+    def _coder(self) -> EntropyCoder:
         if self.entropy_coder is None:
             raise RuntimeError(f"{type(self).__name__}.update() must be called before compress/decompress")
         return self.entropy_coder
 
-    @staticmethod
-    def pad_latent(y: torch.Tensor) -> torch.Tensor:
-        """y [B, C, h, w] replicate-padded to multiples of 4 (the input of a hyperprior encoder)."""
-        return pad_to_multiple(y, HYPER_INPUT_MULTIPLE, mode="replicate")
+    def payload(self, latents: Sequence[CodedLatent]) -> bytes:
+        """One payload holding the symbols of `latents`, in that order."""
+        coder = self._coder()
+        coder.reset()
+        for latent in latents:
+            latent.write(coder)
+        return coder.flush()
+
+    @contextmanager
+    def reading(self, payload: bytes) -> Iterator[EntropyCoder]:
+        """The coder, reading `payload`; checks at the end that it was read exactly to its end."""
+        coder = self._coder()
+        coder.set_stream(payload)
+        yield coder
+        coder.finish()

@@ -7,10 +7,13 @@ spatial prior codes the latent. There is no hyperprior (the checkpoint still hol
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 from torch import nn
 
-from ..entropy.four_part_prior import PriorOutput, add_four_part_prior
+from ..entropy.bit_estimator import BitEstimator
+from ..latent_codecs import CodedLatent, FourPartLatentCodec
 from ..nn.layers import DepthConvBlock
 from ..nn.ops import Conv2d
 from .buffers import LATENT_QUEUE, EnhancementBuffer
@@ -40,18 +43,25 @@ class TemporalPriorEncoder(nn.Module):
 
 class EnhancementLayerCodec(EntropyCodedModel):
     """Full-resolution codec of frames x [B, 3, H, W] (H, W multiples of 16) given MFCA's contexts
-    and the spatial-guided latent prior; its state is an EnhancementBuffer."""
+    and the spatial-guided latent prior; its state is an EnhancementBuffer. Latent codec:
+    `y_latent` (the four-part prior, Laplace). `bit_estimator_z` is in the checkpoint, never used."""
+
+    CHECKPOINT_ORDER = ("bit_estimator_z", "contextual_encoder", "temporal_prior_encoder",
+                        *(f"y_prior_fusion_adaptor_{k}" for k in range(LATENT_QUEUE + 1)), "y_prior_fusion",
+                        "y_spatial_prior_adaptor_1", "y_spatial_prior_adaptor_2", "y_spatial_prior_adaptor_3",
+                        "y_spatial_prior", "contextual_decoder", "recon_generation_net")
 
     def __init__(self, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
-        super().__init__("laplace", z_channel=64, ec_thread=ec_thread, stream_part=stream_part)
+        super().__init__(ec_thread=ec_thread, stream_part=stream_part)
         self.add_q_scales("y_", 128, 64, anchor_num)
+        self.bit_estimator_z = BitEstimator(64)
         self.contextual_encoder = ContextualEncoder()
         self.temporal_prior_encoder = TemporalPriorEncoder()
         for k in range(LATENT_QUEUE + 1):
             setattr(self, f"y_prior_fusion_adaptor_{k}", DepthConvBlock(CH_16X * 2, CH_16X * 2))
         self.y_prior_fusion = nn.Sequential(DepthConvBlock(CH_16X * 2, CH_16X * 3),
                                             DepthConvBlock(CH_16X * 3, CH_16X * 3))
-        self.y_prior = add_four_part_prior(self, "y", CH_16X)
+        self.y_latent = FourPartLatentCodec(CH_16X, "y", "laplace")
         self.contextual_decoder = ContextualDecoder()
         self.recon_generation_net = ReconGeneration()
 
@@ -68,35 +78,27 @@ class EnhancementLayerCodec(EntropyCodedModel):
         return EnhancementBuffer(x_hat, feature, buffer.queued(y_hat))
 
     def _analyze(self, x: torch.Tensor, contexts: Contexts, latent_prior: torch.Tensor, buffer: EnhancementBuffer,
-                 rate: Rate):
+                 rate: Rate) -> Tuple[CodedLatent, EnhancementBuffer]:
         q_enc, q_dec = self.q_scales("y_", rate)
-        y = self.contextual_encoder(x, *contexts, q_enc)
-        coded: PriorOutput = self.y_prior.forward(y, self._params(contexts, latent_prior, buffer), self.training)
-        return coded, self._decoded(coded.y_hat, contexts, buffer, q_dec)
+        y = self.y_latent(self.contextual_encoder(x, *contexts, q_enc), self._params(contexts, latent_prior, buffer))
+        return y, self._decoded(y.y_hat, contexts, buffer, q_dec)
 
     def forward(self, x: torch.Tensor, buffer: EnhancementBuffer, *, contexts: Contexts, latent_prior: torch.Tensor,
                 rate: Rate) -> Estimated[EnhancementBuffer]:
         """Test path and training: the new buffer and the estimated bits of the batch."""
-        coded, new_buffer = self._analyze(x, contexts, latent_prior, buffer, rate)
-        return Estimated(new_buffer, self.latent_model.bits(coded.y_q, coded.scales).sum())
+        y, new_buffer = self._analyze(x, contexts, latent_prior, buffer, rate)
+        return Estimated(new_buffer, y.bits())
 
     def compress(self, x: torch.Tensor, buffer: EnhancementBuffer, *, contexts: Contexts, latent_prior: torch.Tensor,
                  rate: Rate) -> Compressed[EnhancementBuffer]:
         """Encode x [1, 3, H, W] into one payload."""
-        coded, new_buffer = self._analyze(x, contexts, latent_prior, buffer, rate)
-        coder = self.coder()
-        coder.reset()
-        for y_q, scales in coded.steps:
-            self.latent_model.encode(coder, y_q, scales)
-        return Compressed(new_buffer, (coder.flush(),))
+        y, new_buffer = self._analyze(x, contexts, latent_prior, buffer, rate)
+        return Compressed(new_buffer, (self.payload((y,)),))
 
     def decompress(self, payload: bytes, buffer: EnhancementBuffer, *, contexts: Contexts,
                    latent_prior: torch.Tensor, rate: Rate) -> EnhancementBuffer:
         """Decode a frame; returns the new buffer."""
         _, q_dec = self.q_scales("y_", rate)
-        coder = self.coder()
-        coder.set_stream(payload)
-        y_hat = self.y_prior.decode(self._params(contexts, latent_prior, buffer),
-                                    lambda scales: self.latent_model.decode(coder, scales))
-        coder.finish()
+        with self.reading(payload) as coder:
+            y_hat = self.y_latent.decode(coder, self._params(contexts, latent_prior, buffer))
         return self._decoded(y_hat, contexts, buffer, q_dec)

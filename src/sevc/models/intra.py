@@ -11,8 +11,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from ..entropy.four_part_prior import FourPartPrior, PriorOutput
-from ..entropy.quantization import quantize, rate_proxy
+from ..latent_codecs import CodedLatent, FourPartLatentCodec, HyperpriorLatentCodec
 from ..nn.layers import DepthConvBlock, ResidualBlockUpsample, ResidualBlockWithStride, UNet, conv3x3
 from ..nn.ops import Conv2d
 from ..nn.padding import FRAME_MULTIPLE, HYPER_STRIDE, LATENT_STRIDE, crop, pad_to_multiple, strided_size
@@ -64,57 +63,49 @@ class IntraDecoder(nn.Module):
 class IntraNoAR(EntropyCodedModel):
     """DCVC-DC's intra codec. Frames x [B, 3, H, W] in [0, 1], H and W multiples of 16 (see
     `pad_frame`); its state is the reconstruction x_hat [B, 3, H, W] (clamped to [0, 1] when
-    compressed or decompressed, not on the test path)."""
+    compressed or decompressed, not on the test path). Latent codecs: `hyperprior` (z) and
+    `y_latent` (the four-part prior, Gaussian)."""
 
-    TRANSFORMS = ("enc", "hyper_enc", "hyper_dec", "y_prior_fusion", "dec", "refine")  # see compile_transforms
+    TRANSFORMS = ("enc", "hyperprior.encoder", "hyperprior.decoder", "y_prior_fusion", "dec", "refine")  # see compile_transforms
+    CHECKPOINT_ORDER = ("bit_estimator_z", "enc", "hyper_enc", "hyper_dec", "y_prior_fusion",
+                        "y_spatial_prior_adaptor_1", "y_spatial_prior_adaptor_2", "y_spatial_prior_adaptor_3",
+                        "y_spatial_prior", "dec", "refine")
 
     def __init__(self, N: int = 256, anchor_num: int = 4, ec_thread: bool = False, stream_part: int = 1):
-        super().__init__("gaussian", z_channel=N, ec_thread=ec_thread, stream_part=stream_part)
+        super().__init__(ec_thread=ec_thread, stream_part=stream_part)
         self.add_q_scales("", 128, 128, anchor_num)
-
         self.enc = IntraEncoder(N)
-        self.hyper_enc = nn.Sequential(
+        hyper_enc = nn.Sequential(
             gated_block(N, N),
             Conv2d(N, N, 3, stride=2, padding=1),
             nn.LeakyReLU(),
             Conv2d(N, N, 3, stride=2, padding=1),
         )
-        self.hyper_dec = nn.Sequential(
+        hyper_dec = nn.Sequential(
             ResidualBlockUpsample(N, N, 2),
             ResidualBlockUpsample(N, N, 2),
             gated_block(N, N),
         )
+        self.hyperprior = HyperpriorLatentCodec(hyper_enc, hyper_dec, N, {
+            "encoder": "hyper_enc", "decoder": "hyper_dec", "bit_estimator": "bit_estimator_z"})
         self.y_prior_fusion = nn.Sequential(gated_block(N, N * 2), gated_block(N * 2, N * 3))
-        self.y_spatial_prior_adaptor_1 = Conv2d(N * 4, N * 3, 1)
-        self.y_spatial_prior_adaptor_2 = Conv2d(N * 4, N * 3, 1)
-        self.y_spatial_prior_adaptor_3 = Conv2d(N * 4, N * 3, 1)
-        self.y_spatial_prior = nn.Sequential(
-            gated_block(N * 3, N * 3),
-            gated_block(N * 3, N * 2),
-            gated_block(N * 2, N * 2),
-        )
+        self.y_latent = FourPartLatentCodec(N, "y", "gaussian", gated=True)
         self.dec = IntraDecoder(N)
         self.refine = nn.Sequential(UNet(16, 16, gated=True), conv3x3(16, 3))
-        self.prior = FourPartPrior(
-            (self.y_spatial_prior_adaptor_1, self.y_spatial_prior_adaptor_2, self.y_spatial_prior_adaptor_3),
-            self.y_spatial_prior,
-        )
 
     @staticmethod
     def pad_frame(x: torch.Tensor) -> torch.Tensor:
         """x [B, 3, H, W] replicate-padded to multiples of 16."""
         return pad_to_multiple(x, FRAME_MULTIPLE, mode="replicate")
 
-    def _prior_params(self, z_hat: torch.Tensor, y_height: int, y_width: int) -> torch.Tensor:
-        return crop(self.y_prior_fusion(self.hyper_dec(z_hat)), y_height, y_width)
+    def _y_params(self, hyper: torch.Tensor, y_height: int, y_width: int) -> torch.Tensor:
+        return crop(self.y_prior_fusion(hyper), y_height, y_width)
 
-    def _analyze(self, x: torch.Tensor, q_enc: torch.Tensor) -> Tuple[torch.Tensor, PriorOutput]:
-        """The hyperprior latent (rounded, or its rate proxy in training) and the coded latent."""
+    def _analyze(self, x: torch.Tensor, q_enc: torch.Tensor) -> Tuple[CodedLatent, CodedLatent]:
+        """The coded latents: the hyperprior's z and the frame's y."""
         y = self.enc(x, q_enc)
-        z = self.hyper_enc(self.pad_latent(y))
-        z_hat = quantize(z, self.training)
-        coded = self.prior.forward(y, self._prior_params(z_hat, y.shape[2], y.shape[3]), self.training)
-        return rate_proxy(z, z_hat, self.training), coded
+        z, hyper = self.hyperprior(y)
+        return z, self.y_latent(y, self._y_params(hyper, y.shape[2], y.shape[3]))
 
     def _synthesize(self, y_hat: torch.Tensor, q_dec: torch.Tensor) -> torch.Tensor:
         return self.refine(self.dec(y_hat, q_dec))
@@ -123,30 +114,20 @@ class IntraNoAR(EntropyCodedModel):
         """Test path (and training in train mode): the reconstruction (not clamped) and the
         estimated bits of the batch."""
         q_enc, q_dec = self.q_scales("", rate)
-        z_hat, coded = self._analyze(x, q_enc)
-        bits = self.latent_model.bits(coded.y_q, coded.scales).sum() + self.bit_estimator_z.bits(z_hat).sum()
-        return Estimated(self._synthesize(coded.y_hat, q_dec), bits)
+        z, y = self._analyze(x, q_enc)
+        return Estimated(self._synthesize(y.y_hat, q_dec), y.bits() + z.bits())
 
     def compress(self, x: torch.Tensor, *, rate: Rate) -> Compressed[torch.Tensor]:
         """Encode x [1, 3, H, W] into one payload; the state is the decoder's reconstruction."""
         q_enc, q_dec = self.q_scales("", rate)
-        z_hat, coded = self._analyze(x, q_enc)
-        coder = self.coder()
-        coder.reset()
-        self.bit_estimator_z.encode(coder, z_hat)
-        for y_q, scales in coded.steps:
-            self.latent_model.encode(coder, y_q, scales)
-        payload = coder.flush()
-        return Compressed(self._synthesize(coded.y_hat, q_dec).clamp_(0, 1), (payload,))
+        z, y = self._analyze(x, q_enc)
+        payload = self.payload((z, y))
+        return Compressed(self._synthesize(y.y_hat, q_dec).clamp_(0, 1), (payload,))
 
     def decompress(self, payload: bytes, height: int, width: int, *, rate: Rate) -> torch.Tensor:
         """Decode a frame of height x width pixels: x_hat [1, 3, H16, W16] (the padded size) in [0, 1]."""
         _, q_dec = self.q_scales("", rate)
-        coder = self.coder()
-        coder.set_stream(payload)
-        z_hat = self.bit_estimator_z.decode(coder, strided_size(height, width, HYPER_STRIDE), self.device)
-        y_height, y_width = strided_size(height, width, LATENT_STRIDE)
-        y_hat = self.prior.decode(self._prior_params(z_hat, y_height, y_width),
-                                  lambda scales: self.latent_model.decode(coder, scales))
-        coder.finish()
+        with self.reading(payload) as coder:
+            hyper = self.hyperprior.decode(coder, strided_size(height, width, HYPER_STRIDE), self.device)
+            y_hat = self.y_latent.decode(coder, self._y_params(hyper, *strided_size(height, width, LATENT_STRIDE)))
         return self._synthesize(y_hat, q_dec).clamp_(0, 1)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import named_parameters
 from .intra import IntraNoAR
 from .loading import Models, ready
 from .sevc import SEVC
@@ -63,16 +64,17 @@ def _bound(module: nn.Module, leaf: str, parameter: torch.Tensor) -> Optional[fl
 
 
 def _draw(model: nn.Module, seed: int) -> None:
-    for module_name, module in model.named_modules():
-        for leaf, parameter in module.named_parameters(recurse=False):
-            name = f"{module_name}.{leaf}" if module_name else leaf
-            scales = next((v for suffix, v in STAND_IN_Q_SCALES.items() if name.endswith(suffix)), None)
-            if scales is not None:
-                parameter.copy_(torch.tensor(scales).reshape(parameter.shape))
-                continue
-            bound = _bound(module, leaf, parameter)
-            if bound is not None:
-                parameter.copy_(uniform(seed, name, parameter.shape, bound))
+    """Draw every parameter of `model`, each from its checkpoint name."""
+    owners = {id(parameter): (module, leaf) for module in model.modules()
+              for leaf, parameter in module.named_parameters(recurse=False)}
+    for name, parameter in named_parameters(model).items():
+        scales = next((v for suffix, v in STAND_IN_Q_SCALES.items() if name.endswith(suffix)), None)
+        if scales is not None:
+            parameter.copy_(torch.tensor(scales).reshape(parameter.shape))
+            continue
+        bound = _bound(*owners[id(parameter)], parameter)
+        if bound is not None:
+            parameter.copy_(uniform(seed, name, parameter.shape, bound))
 
 
 def stand_in_models(seed: int = 0, device: str | torch.device = "cpu", ec_thread: bool = False,

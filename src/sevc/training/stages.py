@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..models.buffers import Buffers
+from ..models.checkpoint import named_parameters
 from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC, base_input
@@ -39,15 +40,16 @@ def unused_modules(p_frame: SEVC) -> List[nn.Module]:
 
 
 def trained_names(stage: str, model: nn.Module) -> List[str]:
-    """Names of the parameters `stage` trains in `model` (the I-frame model for i_frame, else SEVC)."""
+    """Checkpoint names of the parameters `stage` trains in `model` (the I-frame model for i_frame,
+    else SEVC)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
     if stage == "i_frame":
-        return [name for name, _ in model.named_parameters()]
+        return list(named_parameters(model))
     unused = {id(p) for module in unused_modules(model) for p in module.parameters()}
     base = {id(p) for p in model.BL_codec.parameters()}
     wanted = {"joint": lambda p: True, "base": lambda p: id(p) in base, "augment": lambda p: id(p) not in base}[stage]
-    return [name for name, p in model.named_parameters() if id(p) not in unused and wanted(p)]
+    return [name for name, p in named_parameters(model).items() if id(p) not in unused and wanted(p)]
 
 
 class StageModel(nn.Module):
@@ -70,7 +72,7 @@ class StageModel(nn.Module):
         self.objective = objective
         names = set(trained_names(stage, self.trained))
         for module in (i_frame, p_frame):
-            for name, parameter in module.named_parameters():
+            for name, parameter in named_parameters(module).items():
                 parameter.requires_grad_(module is self.trained and name in names)
 
     @property

@@ -1,0 +1,97 @@
+"""What every latent codec shares: the coded-latent interface, and the checkpoint layout that keeps
+the published (flat) state_dict keys while latent codecs are modules of their own.
+
+The published checkpoints have no level for latent codecs: the I-frame codec's hyperprior encoder
+is `hyper_enc`, not `hyperprior.encoder`. A latent codec names its submodules for what they are
+and says which checkpoint name each one has (`checkpoint_names`); its owner (`checkpoint_layout`)
+saves and loads them under those names, in the published checkpoint's order.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from ..entropy.coder import EntropyCoder
+
+
+class CodedLatent(Protocol):
+    """A latent of one batch, quantized by a latent codec: `y_hat` (what the decoder gets, in the
+    latent's units), its estimated bits and the symbols it puts in a payload."""
+
+    y_hat: torch.Tensor
+
+    def bits(self) -> torch.Tensor:
+        """Estimated bits of the batch (a 0-d tensor)."""
+
+    def write(self, coder: EntropyCoder) -> None:
+        """Queue the latent's symbols in `coder`."""
+
+
+class LatentCodec(nn.Module):
+    """Base of latent codecs. `checkpoint_names`: {submodule name: its name in the owner's
+    checkpoint}; submodules not listed keep their own name."""
+
+    def __init__(self, checkpoint_names: Dict[str, str]):
+        super().__init__()
+        self.checkpoint_names = dict(checkpoint_names)
+
+    def update(self, force: bool = False) -> None:
+        """Build the entropy model's rANS tables (needed before coding a payload)."""
+        raise NotImplementedError
+
+
+def _rename(module: nn.Module, relative: str) -> str:
+    """The checkpoint name of `module`'s state_dict entry `relative` (relative to module): an entry
+    `codec.inner.leaf` of a latent codec's submodule is `<inner's checkpoint name>.leaf`."""
+    child, _, rest = relative.partition(".")
+    codec = module._modules.get(child)
+    inner, _, leaf = rest.partition(".")
+    if isinstance(codec, LatentCodec) and leaf:
+        return f"{codec.checkpoint_names.get(inner, inner)}.{leaf}"
+    return relative
+
+
+def checkpoint_layout(owner: nn.Module, order: Sequence[str]) -> None:
+    """Save and load `owner`'s latent codecs under their checkpoint names, and list its state_dict
+    entries in the published order: `order` names the owner's top-level checkpoint entries (its
+    own parameters come first, names not in `order` last, each group as registered)."""
+    rank = {name: k for k, name in enumerate(order)}
+
+    def save(module: nn.Module, state_dict: Dict, prefix: str, local_metadata: Dict) -> None:
+        keys = [key for key in state_dict if key.startswith(prefix)]  # the owner's entries, last in state_dict
+        entries = [(prefix + _rename(module, key[len(prefix):]), state_dict.pop(key)) for key in keys]
+
+        def position(entry) -> tuple:
+            relative = entry[0][len(prefix):]
+            own = "." not in relative
+            return (not own, rank.get(relative.partition(".")[0], len(rank)))
+
+        for key, value in sorted(entries, key=position):
+            state_dict[key] = value
+
+    def load(module: nn.Module, state_dict: Dict, prefix: str, *args) -> None:
+        names = _checkpoint_to_module_names(module)
+        for key in [key for key in state_dict if key.startswith(prefix)]:
+            head, _, leaf = key[len(prefix):].partition(".")
+            if head in names and leaf:
+                state_dict[f"{prefix}{names[head]}.{leaf}"] = state_dict.pop(key)
+
+    owner.register_state_dict_post_hook(save)
+    owner.register_load_state_dict_pre_hook(load)
+
+
+def _checkpoint_to_module_names(owner: nn.Module) -> Dict[str, str]:
+    """{checkpoint name: submodule path} of the latent codecs' submodules of `owner`."""
+    names: Dict[str, str] = {}
+    for name, codec in owner.named_children():
+        if isinstance(codec, LatentCodec):
+            for inner, _ in codec.named_children():
+                names[codec.checkpoint_names.get(inner, inner)] = f"{name}.{inner}"
+    return names
+
+
+def latent_codecs(owner: nn.Module) -> List[LatentCodec]:
+    """The latent codecs among `owner`'s submodules."""
+    return [module for module in owner.modules() if isinstance(module, LatentCodec)]
