@@ -105,6 +105,17 @@ def intra_point(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate) 
     return float(np.mean(bpps)), float(np.mean(psnrs))
 
 
+def training_rate(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate) -> float:
+    """Mean bpp the training objective sees for the frames (train mode: the noisy rate proxy)."""
+    i_frame.train()
+    torch.manual_seed(0)
+    try:
+        bits = [i_frame(IntraNoAR.pad_frame(x), rate=rate).bits.item() / (x.shape[2] * x.shape[3]) for x in frames]
+    finally:
+        i_frame.eval()
+    return float(np.mean(bits))
+
+
 def pillow_curve(frames: Sequence[torch.Tensor], kind: str) -> List[Point]:
     """(mean bpp, mean PSNR) of the frames coded by Pillow's `kind` (JPEG / WEBP) at each quality."""
     arrays = [(x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() for x in frames]
@@ -164,23 +175,33 @@ def evaluate(runs: Path, args: argparse.Namespace) -> Dict:
         for anchor, lam in enumerate(args.lambdas):
             rate = Rate.of_anchor(anchor)
             point = intra_point(i_frame, frames, rate)
+            estimate = training_rate(i_frame, frames, rate)
             trained = (runs / "base" / "p_frame.pth.tar").is_file()
             layers = [base_layer_points(i_frame, p_frame, clip, rate) for clip in clips] if trained else []
-            results["anchors"][anchor] = {"lambda": lam, "intra": point, "base_layer": layers}
+            results["anchors"][anchor] = {"lambda": lam, "intra": point, "training_bpp": estimate, "base_layer": layers}
     return results
+
+
+def shown(value: float, spec: str = ".2f") -> str:
+    return "-" if math.isnan(value) else format(value, spec)
 
 
 def report(results: Dict, seconds: Dict[str, float]) -> None:
     if seconds:
         print("\ntraining time: " + ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items()))
     print("\nheld-out I-frames (real streams) beside JPEG and WebP at the same bpp")
-    print("| anchor | lambda | bpp | PSNR dB | JPEG dB | WebP dB | vs JPEG | vs WebP |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("(training bpp: what the training objective estimates for the same frames, train mode)")
+    print("| anchor | lambda | bpp | training bpp | PSNR dB | JPEG dB | WebP dB | vs JPEG | vs WebP |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for anchor, entry in results["anchors"].items():
         bpp, quality = entry["intra"]
         jpeg, webp = psnr_at(results["jpeg"], bpp), psnr_at(results["webp"], bpp)
-        print(f"| {anchor} | {entry['lambda']:g} | {bpp:.3f} | {quality:.2f} | {jpeg:.2f} | {webp:.2f} | "
-              f"{quality - jpeg:+.2f} | {quality - webp:+.2f} |")
+        print(f"| {anchor} | {entry['lambda']:g} | {bpp:.3f} | {entry['training_bpp']:.3f} | {quality:.2f} | "
+              f"{shown(jpeg)} | {shown(webp)} | {shown(quality - jpeg, '+.2f')} | {shown(quality - webp, '+.2f')} |")
+    for name in ("jpeg", "webp"):
+        (low, low_db), (high, high_db) = results[name][0], results[name][-1]
+        print(f"{name.upper()} qualities {QUALITIES.start}..{QUALITIES[-1]}: {low:.3f} bpp ({low_db:.2f} dB) to "
+              f"{high:.3f} bpp ({high_db:.2f} dB); '-': outside that range")
     if not any(entry["base_layer"] for entry in results["anchors"].values()):
         return
     print("\nheld-out base layer (4x-downsampled frames): P-frames of a base-layer stream vs the same frames as I-frames")

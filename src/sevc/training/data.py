@@ -64,12 +64,14 @@ class ClipDataset(Dataset):
         """(where, width, height) of the frames of each sequence, read from file headers."""
         raise NotImplementedError
 
-    def check_crop(self) -> None:
-        """FrameError unless every sequence's frames are at least as large as the crop."""
+    def check(self) -> None:
+        """FrameError (or OSError) unless every sequence's frames are at least as large as the crop
+        and the first clip can be read."""
         h, w = self.crop
         for where, width, height in self.frame_sizes():
             if width < w or height < h:
                 raise FrameError(f"{where}: frames of {width}x{height} are smaller than the {w}x{h} crop")
+        self.read(0, 0)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = random.Random(hash((self.seed, self.epoch, index)))

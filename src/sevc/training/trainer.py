@@ -256,8 +256,7 @@ def _dataset(config: Dict, world_size: int) -> ClipDataset:
         count = len(dataset)
         raise TrainingError(f"{count} clip{'' if count == 1 else 's'} {'is' if count == 1 else 'are'} fewer than one "
                             f"batch of {config['batch_size']}")
-    dataset.check_crop()
-    dataset[0]  # one clip read and cropped: unreadable frames fail here
+    dataset.check()
     return dataset
 
 
