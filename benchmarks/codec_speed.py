@@ -99,7 +99,7 @@ def measure(codec: VideoCodec, frames: List[torch.Tensor], rate: Rate,
                "encode": timed(device, codec.encode(frames, rate=rate), coded)}
     payloads = [frame.payloads for frame in coded]
     results["decode full"] = timed(device, codec.decode(payloads, height, width, rate=rate), decoded)
-    results["decode skim"] = timed(device, codec.decode(payloads, height, width, rate=rate, base_only=True), [])
+    results["decode skim"] = timed(device, codec.decode(payloads, height, width, rate=rate, skim=True), [])
     exact = all(torch.equal(ours.full, theirs.full) and torch.equal(ours.skim, theirs.skim)
                 for ours, theirs in zip(decoded, coded))
     return results, exact

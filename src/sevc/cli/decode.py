@@ -49,7 +49,7 @@ def _sources(args: argparse.Namespace, header: StreamHeader) -> Optional[Iterato
 
 def _open(args: argparse.Namespace) -> Stream:
     """The stream -b names. --refresh_interval is for official streams (a sevc header records it)."""
-    stream = open_stream(args.bin_path, skip_enhancement=args.skim,
+    stream = open_stream(args.bin_path, skim=args.skim,
                          refresh_interval=args.refresh_interval or DEFAULT_REFRESH_INTERVAL)
     if stream.kind == "sevc" and args.refresh_interval not in (None, stream.header.refresh_interval):
         raise SevcError(f"{args.bin_path} records refresh interval {stream.header.refresh_interval}; "

@@ -213,11 +213,11 @@ class Stream:
 
 
 class SevcStream(Stream):
-    """A sevc container; skip_enhancement: enhancement payloads are not read (returned empty)."""
+    """A sevc container; skim: enhancement payloads are not read (returned empty), for skim decoding."""
 
-    def __init__(self, path: Path, skip_enhancement: bool = False):
+    def __init__(self, path: Path, skim: bool = False):
         self.path = path
-        self.skip_enhancement = skip_enhancement
+        self.skim = skim
         with self._open() as file:
             self.size = os.fstat(file.fileno()).st_size
             header, self._chain = self._read_header(file)
@@ -259,7 +259,7 @@ class SevcStream(Stream):
             for index in range(self.header.frame_count):
                 frame = []
                 for kind in self.header.frame_packets(index):
-                    skip = self.skip_enhancement and kind == Packet.ENHANCEMENT
+                    skip = self.skim and kind == Packet.ENHANCEMENT
                     payload, chain = self._read_packet(file, kind, index, chain, skip)
                     frame.append(payload)
                 yield frame
@@ -353,10 +353,12 @@ class OfficialStream(Stream):
         return payloads
 
 
-def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh_interval: int = DEFAULT_REFRESH_INTERVAL) -> Stream:
+def open_stream(path: str | os.PathLike, skim: bool = False,
+                refresh_interval: int = DEFAULT_REFRESH_INTERVAL) -> Stream:
     """Open either format, detected from `path` (a sevc file or an official stream folder).
 
-    refresh_interval applies to official streams, whose header does not record it.
+    skim: a sevc stream's enhancement payloads are not read (skim decoding); refresh_interval
+    applies to official streams, whose header does not record it.
     """
     path = Path(path)
     if path.is_dir():
@@ -367,7 +369,7 @@ def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh
         raise BitstreamError(f"stream not found: {path}")
     if not path.is_file():
         raise BitstreamError(f"{path} is not a regular file: not an SEVC stream")
-    return SevcStream(path, skip_enhancement)
+    return SevcStream(path, skim)
 
 
 def is_sevc_stream(path: str | os.PathLike) -> bool:

@@ -103,7 +103,7 @@ def decode_stream(models: Models, stream: Stream, skim: bool = False) -> Iterato
             yield frame
 
     decoded = codec.decode(payloads(), header.height, header.width, rate=header.rate, fast=header.fast,
-                           base_only=skim)
+                           skim=skim)
     for index, frame in enumerate(decoded):
         yield frame, sizes[index]
 
