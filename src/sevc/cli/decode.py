@@ -17,7 +17,7 @@ from ..codec.bitstream import Stream, StreamHeader, open_stream
 from ..codec.files import DECODED, decode_to_folder, decoded_layers
 from ..codec.schedule import DEFAULT_REFRESH_INTERVAL
 from ..errors import SevcError
-from ..eval.metrics import psnr
+from ..psnr import psnr
 from ..io.frames import read_frames
 from ..io.outputs import check_folder
 from ..numerics import describe

@@ -15,7 +15,7 @@ import torch
 
 from ..codec.bitstream import StreamHeader, open_stream
 from ..codec.files import FrameStats, decode_to_folder, encode_file
-from ..eval.metrics import psnr
+from ..psnr import psnr
 from ..io.frames import count_png_frames, read_png_folder
 from ..io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
