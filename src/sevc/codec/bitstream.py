@@ -73,9 +73,11 @@ class Packet(IntEnum):
                 Packet.ENHANCEMENT: "an enhancement-layer"}[self]
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamHeader:
-    """What a decoder needs besides the payloads."""
+    """What a decoder needs besides the payloads; immutable, so `validate()` checks the header as
+    it is used. numerics and precision are members of their enums; a value neither knows (read
+    from a stream) stays an int, for `validate()` to report."""
 
     width: int
     height: int
@@ -87,6 +89,13 @@ class StreamHeader:
     weights_id: bytes = bytes(8)
     numerics: Numerics = Numerics.FLOAT
     precision: Precision = Precision.FP32
+
+    def __post_init__(self) -> None:
+        for name, kind in (("numerics", Numerics), ("precision", Precision)):
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                pass
 
     @property
     def schedule(self) -> FrameSchedule:
@@ -118,13 +127,13 @@ class StreamHeader:
             raise BitstreamError(f"invalid stream header: q index {self.q_index} is not in 0..{FINE_LEVELS - 1}")
         if self.refresh_interval <= 0:
             raise BitstreamError(f"invalid stream header: refresh interval {self.refresh_interval}")
-        if self.numerics not in set(Numerics):
+        if not isinstance(self.numerics, Numerics):
             known = ", ".join(f"{mode.value} ({mode})" for mode in Numerics)
             raise BitstreamError(f"the stream uses numerics mode {self.numerics}, which this decoder does not know "
                                  f"(it knows {known})")
-        if self.precision not in set(Precision):
+        if not isinstance(self.precision, Precision):
             raise BitstreamError(f"the stream uses precision {self.precision}, which this decoder does not know")
-        if Numerics(self.numerics).portable and self.precision != Precision.FP32:
+        if self.numerics.portable and self.precision != Precision.FP32:
             raise BitstreamError("invalid stream header: a portable stream with a float precision")
 
 
@@ -249,7 +258,6 @@ class SevcStream(Stream):
         header = StreamHeader(width, height, q_index, intra_period, refresh, bool(flags & _FAST), count, weights_id,
                               numerics, precision)
         header.validate()
-        header.numerics, header.precision = Numerics(numerics), Precision(precision)
         return header, crc
 
     def frames(self) -> Iterator[Frame]:
