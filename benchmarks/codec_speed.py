@@ -22,7 +22,6 @@ from typing import Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import torch
 
-from sevc.cli.common import deterministic
 from sevc.codec.video import VideoCodec
 from sevc.io.frames import read_png_folder
 from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
@@ -30,6 +29,7 @@ from sevc.models import Rate
 from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
 from sevc.models.stand_in import stand_in_models
 from sevc.numerics import Numerics, Precision
+from sevc.runtime import deterministic
 
 ARITHMETICS = ("fp32", "bf16", "fp16", "portable", "integer")
 MEASURES = ("test path", "encode", "decode full", "decode skim")

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from sevc.cli import bdrate, decode, encode, evaluate
-from sevc.cli import common
-from sevc.cli.common import progress, thread_count, usable_cores
+from sevc import runtime
+from sevc.cli.common import progress, run
+from sevc.runtime import thread_count, usable_cores
 from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from sevc.numerics import Numerics
 
@@ -24,10 +25,10 @@ CLIP_ARGS = ["-i", SAMPLE_CLIP, "--width", WIDTH, "--height", HEIGHT, "-f", 2, "
 def test_thread_count_follows_the_flag_the_environment_and_the_cores(monkeypatch):
     assert thread_count(3, Numerics.FLOAT) == 3 and thread_count(3, Numerics.PORTABLE) == 3
     assert thread_count(None, Numerics.FLOAT) == 1  # the published set-up
-    monkeypatch.setattr(common, "_TORCH_THREADS", 1000)  # more than this machine has
+    monkeypatch.setattr(runtime, "_TORCH_THREADS", 1000)  # more than this machine has
     assert thread_count(None, Numerics.PORTABLE) == usable_cores() <= (os.cpu_count() or 1)
     assert thread_count(None, Numerics.PORTABLE, workers=1000) == 1
-    monkeypatch.setattr(common, "_TORCH_THREADS", 1)  # OMP_NUM_THREADS=1, as PyTorch read it
+    monkeypatch.setattr(runtime, "_TORCH_THREADS", 1)  # OMP_NUM_THREADS=1, as PyTorch read it
     assert thread_count(None, Numerics.PORTABLE) == 1
 
 
@@ -45,7 +46,7 @@ def test_progress_bars_only_on_terminals_and_never_when_quiet(capsys):
 def stand_in_stream(tmp_path_factory):
     """The bundled clip's first 2 frames encoded by encoder.py with stand-in weights (portable)."""
     path = tmp_path_factory.mktemp("stand_in") / "s.sevc"
-    assert common.run(encode.main, [str(a) for a in [*CLIP_ARGS, "--stand_in", 0, "-b", path, "--quiet"]]) == 0
+    assert run(encode.main, [str(a) for a in [*CLIP_ARGS, "--stand_in", 0, "-b", path, "--quiet"]]) == 0
     return path
 
 

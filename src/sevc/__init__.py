@@ -2,8 +2,8 @@
 
 Layers of the package: `numerics` (float and portable arithmetic), `nn` (building blocks),
 `entropy` (entropy coding), `models` (the paper's networks), `codec` (whole videos, bitstreams,
-files), `io` (frames and outputs), `psnr`, `eval` (metrics, test.py, BD-rate), `training`, and `cli`
-(the command-line tools).
+files), `io` (frames and outputs), `psnr`, `runtime` (threads, the deterministic set-up), `eval`
+(metrics, test.py, BD-rate), `training`, and `cli` (the command-line tools).
 
 The names below are imported when first used, so that `import sevc.cli.launch` (what the tools
 start with) does not load PyTorch before the tools handle Ctrl-C.

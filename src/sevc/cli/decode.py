@@ -21,8 +21,9 @@ from ..psnr import psnr
 from ..io.frames import read_frames
 from ..io.outputs import check_folder
 from ..numerics import describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg, deterministic,
-                     devices, models_of, progress, run, source_type, thread_count, warn_memory)
+from ..runtime import deterministic, thread_count
+from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg, devices,
+                     models_of, progress, run, source_type, warn_memory)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

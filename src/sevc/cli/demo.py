@@ -22,8 +22,8 @@ from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpo
 from ..models.rate import FINE_LEVELS
 from ..models.stand_in import stand_in_models
 from ..numerics import Numerics
-from .common import (ArgumentParser, add_quiet_arg, add_threads_arg, deterministic, devices, int_in, progress, run,
-                     thread_count)
+from ..runtime import deterministic, thread_count
+from .common import ArgumentParser, add_quiet_arg, add_threads_arg, devices, int_in, progress, run
 from .encode import summary
 
 
