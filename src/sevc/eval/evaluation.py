@@ -32,8 +32,8 @@ from ..models.loading import Models
 from ..models.rate import FINE_LEVELS, Rate
 from ..numerics import Numerics, Precision
 from ..psnr import psnr
-from .bd_rate import load_results
 from .metrics import RECORD_KEYS, msssim, sequence_record
+from .results import load_results
 
 LISTED_PROBLEMS = 5  # unreadable sequences named in one error
 
