@@ -13,8 +13,10 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-_EXPORTS = {"FrameSchedule": "codec.schedule", "VideoCodec": "codec.video", "SEVC": "models", "IntraNoAR": "models",
-            "Rate": "models", "load_checkpoint": "models", "load_models": "models", "Numerics": "numerics"}
+_EXPORTS = {"FrameSchedule": "codec.schedule", "VideoCodec": "codec.video", "StreamHeader": "codec.bitstream",
+            "open_stream": "codec.bitstream", "encode_file": "codec.files", "decode_to_folder": "codec.files",
+            "read_png_folder": "io.frames", "SEVC": "models", "IntraNoAR": "models", "Rate": "models",
+            "load_checkpoint": "models", "load_models": "models", "Numerics": "numerics"}
 __all__ = sorted(_EXPORTS)
 
 
