@@ -22,7 +22,6 @@ from typing import Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import torch
 
-from sevc.cli.common import deterministic
 from sevc.codec.video import VideoCodec
 from sevc.io.frames import read_png_folder
 from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
@@ -30,6 +29,7 @@ from sevc.models import Rate
 from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
 from sevc.models.stand_in import stand_in_models
 from sevc.numerics import Numerics, Precision
+from sevc.runtime import deterministic
 
 ARITHMETICS = ("fp32", "bf16", "fp16", "portable", "integer")
 MEASURES = ("test path", "encode", "decode full", "decode skim")
@@ -99,7 +99,7 @@ def measure(codec: VideoCodec, frames: List[torch.Tensor], rate: Rate,
                "encode": timed(device, codec.encode(frames, rate=rate), coded)}
     payloads = [frame.payloads for frame in coded]
     results["decode full"] = timed(device, codec.decode(payloads, height, width, rate=rate), decoded)
-    results["decode skim"] = timed(device, codec.decode(payloads, height, width, rate=rate, base_only=True), [])
+    results["decode skim"] = timed(device, codec.decode(payloads, height, width, rate=rate, skim=True), [])
     exact = all(torch.equal(ours.full, theirs.full) and torch.equal(ours.skim, theirs.skim)
                 for ours, theirs in zip(decoded, coded))
     return results, exact

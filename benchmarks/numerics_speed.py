@@ -23,11 +23,11 @@ from typing import Dict, List
 import torch
 from codec_speed import clip, models_on, timed  # this folder's codec benchmark
 
-from sevc.cli.common import usable_cores
 from sevc.codec.video import VideoCodec
 from sevc.models import Rate
 from sevc.models.loading import Models
 from sevc.numerics import Numerics
+from sevc.runtime import usable_cores
 
 RATE = Rate.level(32)
 

@@ -48,7 +48,7 @@ def _code(codec, frames, height: int, width: int) -> Dict[str, object]:
     encoded = list(codec.encode(frames, rate=rate))
     payloads = [frame.payloads for frame in encoded]
     full = list(codec.decode(payloads, height, width, rate=rate))
-    skim = list(codec.decode(payloads, height, width, rate=rate, base_only=True))
+    skim = list(codec.decode(payloads, height, width, rate=rate, skim=True))
     return {
         "payloads": hashlib.sha256(b"".join(b"".join(p) for p in payloads)).hexdigest(),
         "encoder_full": _hash(f.full for f in encoded), "encoder_skim": _hash(f.skim for f in encoded),

@@ -161,7 +161,7 @@ def _decode(models, stream: Path, out: Path, skim: bool) -> str:
     from sevc.errors import SevcError
 
     try:
-        for _ in decode_to_folder(models, open_stream(stream, skip_enhancement=skim), out, skim):
+        for _ in decode_to_folder(models, open_stream(stream, skim=skim), out, skim):
             pass
         shutil.rmtree(out)
         return "decoded"

@@ -12,10 +12,11 @@ from PIL import Image
 
 from sevc.cli import anchors, bdrate
 from sevc.eval.anchors import CODECS, AnchorJob, Coder, code_sequence
-from sevc.eval.bd_rate import load_results
 from sevc.eval.evaluation import load_test_config
 from sevc.eval.ffmpeg import find_ffmpeg
-from sevc.eval.metrics import msssim, psnr
+from sevc.eval.metrics import msssim
+from sevc.eval.results import load_results
+from sevc.psnr import psnr
 from sevc.io.frames import read_png_folder, rgb_to_yuv420, yuv420_to_rgb
 
 from conftest import CLIPS, REPO, assert_clear_error, cli

@@ -24,6 +24,25 @@ def test_accepted_layouts(tmp_path, wrap):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_zip_and_legacy_files_load(tmp_path, zip_format):
+    source = _model()
+    path = tmp_path / "ckpt.pth.tar"
+    torch.save(source.state_dict(), path, _use_new_zipfile_serialization=zip_format)
+    target = load_checkpoint(_model(), path)
+    for a, b in zip(source.parameters(), target.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_truncated_files_are_not_checkpoints(tmp_path, zip_format):
+    path = tmp_path / "ckpt.pth.tar"
+    torch.save(_model().state_dict(), path, _use_new_zipfile_serialization=zip_format)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint: not a PyTorch file, or a damaged"):
+        read_state_dict(path)
+
+
 def test_mismatch_names_the_keys(tmp_path):
     sd = _model().state_dict()
     sd.pop("1.bias")

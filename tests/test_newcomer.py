@@ -9,13 +9,14 @@ import sys
 
 import pytest
 
+from sevc import runtime
 from sevc.cli import bdrate, decode, encode, evaluate
-from sevc.cli import common
-from sevc.cli.common import progress, thread_count, usable_cores
+from sevc.cli.common import progress, run
 from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from sevc.numerics import Numerics
+from sevc.runtime import thread_count, usable_cores
 
-from conftest import assert_clear_error, cli
+from conftest import REPO, assert_clear_error, cli
 
 WIDTH, HEIGHT = SAMPLE_SIZE
 CLIP_ARGS = ["-i", SAMPLE_CLIP, "--width", WIDTH, "--height", HEIGHT, "-f", 2, "-q", 40]
@@ -24,10 +25,10 @@ CLIP_ARGS = ["-i", SAMPLE_CLIP, "--width", WIDTH, "--height", HEIGHT, "-f", 2, "
 def test_thread_count_follows_the_flag_the_environment_and_the_cores(monkeypatch):
     assert thread_count(3, Numerics.FLOAT) == 3 and thread_count(3, Numerics.PORTABLE) == 3
     assert thread_count(None, Numerics.FLOAT) == 1  # the published set-up
-    monkeypatch.setattr(common, "_TORCH_THREADS", 1000)  # more than this machine has
+    monkeypatch.setattr(runtime, "_TORCH_THREADS", 1000)  # more than this machine has
     assert thread_count(None, Numerics.PORTABLE) == usable_cores() <= (os.cpu_count() or 1)
     assert thread_count(None, Numerics.PORTABLE, workers=1000) == 1
-    monkeypatch.setattr(common, "_TORCH_THREADS", 1)  # OMP_NUM_THREADS=1, as PyTorch read it
+    monkeypatch.setattr(runtime, "_TORCH_THREADS", 1)  # OMP_NUM_THREADS=1, as PyTorch read it
     assert thread_count(None, Numerics.PORTABLE) == 1
 
 
@@ -45,7 +46,7 @@ def test_progress_bars_only_on_terminals_and_never_when_quiet(capsys):
 def stand_in_stream(tmp_path_factory):
     """The bundled clip's first 2 frames encoded by encoder.py with stand-in weights (portable)."""
     path = tmp_path_factory.mktemp("stand_in") / "s.sevc"
-    assert common.run(encode.main, [str(a) for a in [*CLIP_ARGS, "--stand_in", 0, "-b", path, "--quiet"]]) == 0
+    assert run(encode.main, [str(a) for a in [*CLIP_ARGS, "--stand_in", 0, "-b", path, "--quiet"]]) == 0
     return path
 
 
@@ -115,3 +116,14 @@ def test_stand_in_weights_are_the_same_under_other_kernels():
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default", ONEDNN_MAX_CPU_ISA="SSE41")
     other = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert other.stdout.strip() == stand_in_models(3).weights_id.hex() != stand_in_models(4).weights_id.hex()
+
+
+def test_the_readme_example_imports_from_sevc_alone():
+    """The README's Python example takes every name from `sevc`, which loads PyTorch only when a
+    name is first used (the tools handle Ctrl-C before)."""
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("## Using sevc from Python\n\n```python\n", 1)[1].split("```", 1)[0]
+    imports = example.split("\n\n", 1)[0]
+    assert imports.startswith("from sevc import (") and "sevc." not in imports
+    script = f"import sys\nimport sevc\nassert 'torch' not in sys.modules\n{imports}\nassert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sevc.cli import decode, encode, evaluate
-from sevc.cli.common import deterministic
+from sevc.runtime import deterministic
 from sevc.codec.bitstream import open_stream
 from sevc.codec.video import VideoCodec
 from sevc.errors import BitstreamError

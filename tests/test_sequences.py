@@ -100,7 +100,7 @@ def test_skim_decoding_of_a_full_stream(case):
     name, info, frames, codec = case
     coded = list(codec.encode(frames, rate=codec_rate(info)))
     skims = list(codec.decode([f.payloads for f in coded], info["height"], info["width"], rate=codec_rate(info),
-                              base_only=True))
+                              skim=True))
     for enc, dec in zip(coded, skims):
         assert dec.full is None
         assert torch.equal(dec.skim, enc.skim)

@@ -2,8 +2,8 @@
 
 Layers of the package: `numerics` (float and portable arithmetic), `nn` (building blocks),
 `entropy` (entropy coding), `models` (the paper's networks), `codec` (whole videos, bitstreams,
-files), `io` (frames and outputs), `eval` (metrics, test.py, BD-rate), `training`, and `cli`
-(the command-line tools).
+files), `io` (frames and outputs), `psnr`, `runtime` (threads, the deterministic set-up), `eval`
+(metrics, test.py, BD-rate), `training`, and `cli` (the command-line tools).
 
 The names below are imported when first used, so that `import sevc.cli.launch` (what the tools
 start with) does not load PyTorch before the tools handle Ctrl-C.
@@ -13,8 +13,10 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-_EXPORTS = {"FrameSchedule": "codec.schedule", "VideoCodec": "codec.video", "SEVC": "models", "IntraNoAR": "models",
-            "Rate": "models", "load_checkpoint": "models", "load_models": "models", "Numerics": "numerics"}
+_EXPORTS = {"FrameSchedule": "codec.schedule", "VideoCodec": "codec.video", "StreamHeader": "codec.bitstream",
+            "open_stream": "codec.bitstream", "encode_file": "codec.files", "decode_to_folder": "codec.files",
+            "read_png_folder": "io.frames", "SEVC": "models", "IntraNoAR": "models", "Rate": "models",
+            "load_checkpoint": "models", "load_models": "models", "Numerics": "numerics"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -13,8 +13,8 @@ from ..eval.distributed import Cluster
 from ..eval.evaluation import check_sources, is_result_file, load_test_config
 from ..eval.runner import Worker
 from ..io.outputs import check_file
-from .common import (ArgumentParser, add_overwrite_arg, add_quiet_arg, deterministic, int_in, plain_warnings,
-                     run)
+from ..runtime import deterministic
+from .common import ArgumentParser, add_overwrite_arg, add_quiet_arg, int_in, plain_warnings, run
 from .jobs import add_resume_arg, evaluate_jobs, job_description
 
 

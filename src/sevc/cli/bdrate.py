@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import ReportError
-from ..eval.bd_rate import (Results, check_comparable, load_results, not_comparable_messages, parse_named,
-                            summarize, write_report)
+from ..eval.bd_rate import check_comparable, summarize
+from ..eval.rd_report import not_comparable_messages, write_report
+from ..eval.results import Results, load_results
 from ..io.outputs import OutputKind, atomic_dir, check_folder
 from .common import ArgumentParser, add_overwrite_arg, run
 
@@ -22,6 +24,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                                                    "rd_<dataset>_<metric>.png")
     add_overwrite_arg(parser)
     return parser.parse_args(argv)
+
+
+def parse_named(values: List[str]) -> List[Tuple[str, str]]:
+    """NAME=path.json arguments (a bare path is named after its file)."""
+    named = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        named.append((name, path) if sep else (Path(value).stem, value))
+    return named
 
 
 def load_tests(values: List[str], anchor_name: str) -> Dict[str, Results]:

@@ -17,12 +17,13 @@ from ..codec.bitstream import Stream, StreamHeader, open_stream
 from ..codec.files import DECODED, decode_to_folder, decoded_layers
 from ..codec.schedule import DEFAULT_REFRESH_INTERVAL
 from ..errors import SevcError
-from ..eval.metrics import psnr
+from ..psnr import psnr
 from ..io.frames import read_frames
 from ..io.outputs import check_folder
 from ..numerics import describe
-from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg, deterministic,
-                     devices, models_of, progress, run, source_type, thread_count, warn_memory)
+from ..runtime import deterministic, thread_count
+from .common import (ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg, devices,
+                     models_of, progress, run, source_type, warn_memory)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def _sources(args: argparse.Namespace, header: StreamHeader) -> Optional[Iterato
 
 def _open(args: argparse.Namespace) -> Stream:
     """The stream -b names. --refresh_interval is for official streams (a sevc header records it)."""
-    stream = open_stream(args.bin_path, skip_enhancement=args.skim,
+    stream = open_stream(args.bin_path, skim=args.skim,
                          refresh_interval=args.refresh_interval or DEFAULT_REFRESH_INTERVAL)
     if stream.kind == "sevc" and args.refresh_interval not in (None, stream.header.refresh_interval):
         raise SevcError(f"{args.bin_path} records refresh interval {stream.header.refresh_interval}; "

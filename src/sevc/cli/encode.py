@@ -21,9 +21,9 @@ from ..io.frames import available_frames, read_frames
 from ..limits import MAX_FRAMES, check_frame_size
 from ..models.rate import FINE_LEVELS
 from ..numerics import Numerics, Precision, describe
-from .common import (INT32, ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg,
-                     deterministic, devices, int_in, models_of, progress, run, source_type, str2bool, thread_count,
-                     warn_memory)
+from ..runtime import deterministic, thread_count
+from .common import (INT32, ArgumentParser, add_input_args, add_model_args, add_overwrite_arg, add_quiet_arg, devices,
+                     int_in, models_of, progress, run, source_type, str2bool, warn_memory)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -23,8 +23,9 @@ from ..io.outputs import check_file
 from ..models.loading import compile_transforms
 from ..models.rate import Rate
 from ..numerics import Numerics, Precision
-from .common import (ArgumentParser, add_model_args, add_overwrite_arg, add_quiet_arg, anchors_of, deterministic,
-                     devices, models_of, plain_warnings, run, thread_count, warn_memory)
+from ..runtime import deterministic, thread_count
+from .common import (ArgumentParser, add_model_args, add_overwrite_arg, add_quiet_arg, anchors_of, devices, models_of,
+                     plain_warnings, run, warn_memory)
 from .jobs import add_resume_arg, evaluate_jobs, job_description
 
 _MODELS = None  # (i_frame, p_frame) of this process

@@ -73,9 +73,11 @@ class Packet(IntEnum):
                 Packet.ENHANCEMENT: "an enhancement-layer"}[self]
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamHeader:
-    """What a decoder needs besides the payloads."""
+    """What a decoder needs besides the payloads; immutable, so `validate()` checks the header as
+    it is used. numerics and precision are members of their enums; a value neither knows (read
+    from a stream) stays an int, for `validate()` to report."""
 
     width: int
     height: int
@@ -87,6 +89,13 @@ class StreamHeader:
     weights_id: bytes = bytes(8)
     numerics: Numerics = Numerics.FLOAT
     precision: Precision = Precision.FP32
+
+    def __post_init__(self) -> None:
+        for name, kind in (("numerics", Numerics), ("precision", Precision)):
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                pass
 
     @property
     def schedule(self) -> FrameSchedule:
@@ -118,13 +127,13 @@ class StreamHeader:
             raise BitstreamError(f"invalid stream header: q index {self.q_index} is not in 0..{FINE_LEVELS - 1}")
         if self.refresh_interval <= 0:
             raise BitstreamError(f"invalid stream header: refresh interval {self.refresh_interval}")
-        if self.numerics not in set(Numerics):
+        if not isinstance(self.numerics, Numerics):
             known = ", ".join(f"{mode.value} ({mode})" for mode in Numerics)
             raise BitstreamError(f"the stream uses numerics mode {self.numerics}, which this decoder does not know "
                                  f"(it knows {known})")
-        if self.precision not in set(Precision):
+        if not isinstance(self.precision, Precision):
             raise BitstreamError(f"the stream uses precision {self.precision}, which this decoder does not know")
-        if Numerics(self.numerics).portable and self.precision != Precision.FP32:
+        if self.numerics.portable and self.precision != Precision.FP32:
             raise BitstreamError("invalid stream header: a portable stream with a float precision")
 
 
@@ -213,11 +222,11 @@ class Stream:
 
 
 class SevcStream(Stream):
-    """A sevc container; skip_enhancement: enhancement payloads are not read (returned empty)."""
+    """A sevc container; skim: enhancement payloads are not read (returned empty), for skim decoding."""
 
-    def __init__(self, path: Path, skip_enhancement: bool = False):
+    def __init__(self, path: Path, skim: bool = False):
         self.path = path
-        self.skip_enhancement = skip_enhancement
+        self.skim = skim
         with self._open() as file:
             self.size = os.fstat(file.fileno()).st_size
             header, self._chain = self._read_header(file)
@@ -249,7 +258,6 @@ class SevcStream(Stream):
         header = StreamHeader(width, height, q_index, intra_period, refresh, bool(flags & _FAST), count, weights_id,
                               numerics, precision)
         header.validate()
-        header.numerics, header.precision = Numerics(numerics), Precision(precision)
         return header, crc
 
     def frames(self) -> Iterator[Frame]:
@@ -259,7 +267,7 @@ class SevcStream(Stream):
             for index in range(self.header.frame_count):
                 frame = []
                 for kind in self.header.frame_packets(index):
-                    skip = self.skip_enhancement and kind == Packet.ENHANCEMENT
+                    skip = self.skim and kind == Packet.ENHANCEMENT
                     payload, chain = self._read_packet(file, kind, index, chain, skip)
                     frame.append(payload)
                 yield frame
@@ -353,10 +361,12 @@ class OfficialStream(Stream):
         return payloads
 
 
-def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh_interval: int = DEFAULT_REFRESH_INTERVAL) -> Stream:
+def open_stream(path: str | os.PathLike, skim: bool = False,
+                refresh_interval: int = DEFAULT_REFRESH_INTERVAL) -> Stream:
     """Open either format, detected from `path` (a sevc file or an official stream folder).
 
-    refresh_interval applies to official streams, whose header does not record it.
+    skim: a sevc stream's enhancement payloads are not read (skim decoding); refresh_interval
+    applies to official streams, whose header does not record it.
     """
     path = Path(path)
     if path.is_dir():
@@ -367,7 +377,7 @@ def open_stream(path: str | os.PathLike, skip_enhancement: bool = False, refresh
         raise BitstreamError(f"stream not found: {path}")
     if not path.is_file():
         raise BitstreamError(f"{path} is not a regular file: not an SEVC stream")
-    return SevcStream(path, skip_enhancement)
+    return SevcStream(path, skim)
 
 
 def is_sevc_stream(path: str | os.PathLike) -> bool:

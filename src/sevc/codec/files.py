@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 
 from ..errors import CheckpointError
-from ..eval.metrics import psnr
+from ..psnr import psnr
 from ..io.frames import rgb_to_yuv420, write_png, yuv420_frame_bytes
 from ..io.outputs import OutputKind, atomic_dir, atomic_file, check_file, check_folder
 from ..models.loading import Models
@@ -103,7 +103,7 @@ def decode_stream(models: Models, stream: Stream, skim: bool = False) -> Iterato
             yield frame
 
     decoded = codec.decode(payloads(), header.height, header.width, rate=header.rate, fast=header.fast,
-                           base_only=skim)
+                           skim=skim)
     for index, frame in enumerate(decoded):
         yield frame, sizes[index]
 

@@ -134,7 +134,7 @@ class VideoCodec:
 
         def intra(x: torch.Tensor) -> Tuple[Buffers, Tuple[bytes, ...]]:
             coded = self.i_frame.compress(IntraNoAR.pad_frame(in_mode_dtype(x)), rate=rate)
-            return self.p_frame.buffers_after_intra(coded.state, base_only=fast), coded.payloads
+            return self.p_frame.buffers_after_intra(coded.state, base_layer_only=fast), coded.payloads
 
         def inter(x: torch.Tensor, buffers: Buffers, frame_index: int) -> Tuple[Buffers, Tuple[bytes, ...]]:
             x = in_mode_dtype(x)
@@ -151,21 +151,21 @@ class VideoCodec:
 
     @torch.no_grad()
     def decode(self, frames: Iterable[Sequence[bytes]], height: int, width: int, *, rate: Rate,
-               fast: bool = False, base_only: bool = False) -> Iterator[DecodedFrame]:
+               fast: bool = False, skim: bool = False) -> Iterator[DecodedFrame]:
         """Decode the payloads of each frame (as `encode` made them) of a height x width sequence.
 
-        fast: the stream is a fast-mode (base layer only) one; base_only: decode only the base
-        layer of a full stream (skim decoding). A frame that decodes to non-finite values (a
+        fast: the stream is a fast-mode (base layer only) one; skim: decode only the base layer
+        of a full stream (skim decoding). A frame that decodes to non-finite values (a
         corrupted stream) raises BitstreamError.
         """
-        skim_only = fast or base_only
+        base_layer_only = fast or skim
 
         def intra(payloads: Sequence[bytes]) -> Tuple[Buffers, None]:
             x_hat = self.i_frame.decompress(payloads[0], height, width, rate=rate)
-            return self.p_frame.buffers_after_intra(x_hat, base_only=skim_only), None
+            return self.p_frame.buffers_after_intra(x_hat, base_layer_only=base_layer_only), None
 
         def inter(payloads: Sequence[bytes], buffers: Buffers, frame_index: int) -> Tuple[Buffers, None]:
-            if skim_only:
+            if base_layer_only:
                 base = self.p_frame.decompress_base(payloads[0], buffers.base, height, width, rate=rate,
                                                     frame_index=frame_index, fast=fast)
                 return Buffers(base, None), None

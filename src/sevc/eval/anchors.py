@@ -32,9 +32,10 @@ from ..errors import AnchorError, ConfigError, FrameError
 from ..io.frames import count_yuv420_frames, read_frames, rgb_to_yuv420, yuv420_frame_bytes, yuv420_to_rgb
 from ..io.outputs import atomic_file
 from ..io.reading import open_regular
+from ..psnr import psnr
 from . import ffmpeg
 from .evaluation import ConfigSequence
-from .metrics import msssim, psnr, sequence_record
+from .metrics import msssim, sequence_record
 
 Options = Callable[[int, int, str, int], List[str]]  # (qp, intra period, preset, threads) -> FFmpeg options
 

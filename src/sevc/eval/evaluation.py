@@ -31,8 +31,9 @@ from ..limits import LimitError, check_frame_count, check_frame_size
 from ..models.loading import Models
 from ..models.rate import FINE_LEVELS, Rate
 from ..numerics import Numerics, Precision
-from .bd_rate import load_results
-from .metrics import RECORD_KEYS, msssim, psnr, sequence_record
+from ..psnr import psnr
+from .metrics import RECORD_KEYS, msssim, sequence_record
+from .results import load_results
 
 LISTED_PROBLEMS = 5  # unreadable sequences named in one error
 

@@ -1,4 +1,5 @@
-"""Quality metrics and the per-sequence result record of test.py (the published JSON keys)."""
+"""MS-SSIM and the per-sequence result record of test.py (the published JSON keys); PSNR is
+sevc.psnr."""
 from __future__ import annotations
 
 import math
@@ -12,13 +13,6 @@ MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window: (11 - 1) * 2**4 + 1
 RECORD_KEYS = frozenset(["frame_pixel_num", "i_frame_num", "p_frame_num", "frame_bpp", "frame_psnr", "frame_msssim",
                          "frame_type", "test_time"] + [f"ave_{group}_frame_{metric}" for group in ("i", "p", "all")
                                                        for metric in ("bpp", "psnr", "msssim")])
-
-
-def psnr(recon: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """RGB PSNR in dB (a 0-d tensor where the frames are) of frames in [0, 1] (the published
-    formula, 20 log10(1 / sqrt(MSE)))."""
-    mse = torch.mean((recon - source) ** 2)
-    return 20 * torch.log10(1 / torch.sqrt(mse))
 
 
 _warned_small = False

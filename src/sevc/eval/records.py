@@ -24,8 +24,8 @@ from typing import Dict, List, Tuple
 from ..errors import JobRecordError, SevcError
 from ..io.outputs import atomic_file
 from ..io.reading import load_json
-from .bd_rate import check_results
 from .metrics import RECORD_KEYS
+from .results import check_results
 
 RECORD_NAME = re.compile(r"job-[0-9a-f]{16}\.json")
 RECORD_LIMIT = 16 << 20  # bytes of one record (a record of a 100,000-frame sequence is about 10 MB)

@@ -6,7 +6,7 @@ import concurrent.futures
 import multiprocessing
 import signal
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 from ..errors import SevcError
 from .distributed import Outcome
@@ -52,6 +52,7 @@ def execute(worker: Worker, jobs: Sequence, claims: Iterator[int], processes: in
             yield (position, *attempt(worker.run, jobs[position], worker.run_args))
         return
     context = multiprocessing.get_context("spawn")
+    others = set(multiprocessing.active_children())
     pool = concurrent.futures.ProcessPoolExecutor(processes, mp_context=context, initializer=_start,
                                                   initargs=(context.Value("i", 0), True, worker.setup,
                                                             worker.setup_args))
@@ -64,7 +65,7 @@ def execute(worker: Worker, jobs: Sequence, claims: Iterator[int], processes: in
         while running:
             yield from _finished(running)
     except BaseException:
-        _stop(pool)
+        _stop(pool, others)
         raise
     pool.shutdown()
 
@@ -76,9 +77,10 @@ def _finished(running: Dict[concurrent.futures.Future, int]) -> Iterator[Outcome
         yield (running.pop(future), *future.result())
 
 
-def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Stop the workers now (an interrupted or failed run), not after their current jobs."""
-    processes = list((pool._processes or {}).values())
+def _stop(pool: concurrent.futures.ProcessPoolExecutor, others: Set[multiprocessing.process.BaseProcess]) -> None:
+    """Stop the pool's workers (this process's children but `others`, those it had before the
+    pool) now (an interrupted or failed run), not after their current jobs."""
+    workers = [process for process in multiprocessing.active_children() if process not in others]
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    for process in workers:
         process.terminate()

@@ -21,6 +21,7 @@ _WRAPPER_KEYS = ("state_dict", "net")
 _LISTED_KEYS = 5
 _SCANNED_PICKLE = 64 << 20  # bytes of a legacy (non-zip) checkpoint scanned for the objects it would build
 _ALLOWED = ("torch.", "collections.OrderedDict")  # what a state_dict's pickle builds
+_ZIP_MAGIC = b"PK\x03\x04"  # the signature a zip file starts with (its first local file header)
 _STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 
 
@@ -52,14 +53,16 @@ def read_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
 
 
 def _load(path: str | os.PathLike):
-    """torch.load with weights_only=True, memory-mapped when the file format allows it (no second
-    copy of the weights in memory while they are loaded into a model)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap can only be used with files saved with" not in str(exc):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """torch.load with weights_only=True, memory-mapped when the file format allows it, a zip
+    checkpoint (no second copy of the weights in memory while they are loaded into a model)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip_checkpoint(path))
+
+
+def _is_zip_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether the file starts as a zip file does: torch.save's format since PyTorch 1.6, the one
+    torch.load memory-maps (the legacy format is a bare pickle)."""
+    with open(path, "rb") as file:
+        return file.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
 
 
 def _check_entries(state: Dict, path: str | os.PathLike) -> None:

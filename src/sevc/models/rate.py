@@ -7,19 +7,16 @@ first and the last anchor; encoder.py's `-q` picks one of those.
 from __future__ import annotations
 
 import operator
-import weakref
 from dataclasses import dataclass
-from typing import Dict, Tuple
 
 import numpy as np
 import torch
 
-from ..numerics import current, in_mode_dtype
+from ..numerics import Numerics, current, in_mode_dtype
+from ..numerics.cache import TensorCache
 from ..numerics.constants import log_spaced
 
 FINE_LEVELS = 64
-
-_LEVELS: Dict[tuple, Tuple[weakref.ref, tuple, torch.Tensor]] = {}  # (id(anchors), mode) -> (anchors, state, levels)
 
 
 @dataclass(frozen=True)
@@ -70,11 +67,10 @@ def fine_levels(anchors: torch.Tensor) -> torch.Tensor:
     every machine). Computed once per anchors tensor and mode, and again only when its values or
     storage change.
     """
-    mode = current()
-    state = (anchors._version, anchors.data_ptr(), mode)
-    remembered = _LEVELS.get((id(anchors), mode))
-    if remembered is not None and remembered[0]() is anchors and remembered[1] == state:
-        return remembered[2]
+    return _FINE_LEVELS(anchors, current())
+
+
+def _fine_levels(anchors: torch.Tensor, mode: Numerics) -> torch.Tensor:
     values = anchors.detach().reshape(-1).cpu().numpy().astype(np.float32)
     if mode.portable:
         levels = torch.tensor(log_spaced(float(values[0]), float(values[-1]), FINE_LEVELS), dtype=torch.float64)
@@ -82,6 +78,7 @@ def fine_levels(anchors: torch.Tensor) -> torch.Tensor:
     else:
         levels = np.exp(np.linspace(np.log(values[0]), np.log(values[-1]), FINE_LEVELS))
         levels = torch.from_numpy(np.asarray(levels, dtype=np.float32))
-    levels = levels.to(anchors.device)
-    _LEVELS[(id(anchors), mode)] = (weakref.ref(anchors), state, levels)
-    return levels
+    return levels.to(anchors.device)
+
+
+_FINE_LEVELS = TensorCache(_fine_levels)

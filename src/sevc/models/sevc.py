@@ -65,11 +65,11 @@ class SEVC(nn.Module):
         self.BL_codec.update(force)
         self.EL_codec.update(force)
 
-    def buffers_after_intra(self, x_hat: torch.Tensor, base_only: bool = False) -> Buffers:
+    def buffers_after_intra(self, x_hat: torch.Tensor, base_layer_only: bool = False) -> Buffers:
         """Both layers' buffers after an I-frame reconstruction x_hat [B, 3, H16, W16]; only the
-        base layer's if `base_only`."""
+        base layer's if `base_layer_only` (a fast stream, skim decoding)."""
         base = BaseBuffer(base_input(x_hat, self.ratio))
-        return Buffers(base, None if base_only else EnhancementBuffer(x_hat))
+        return Buffers(base, None if base_layer_only else EnhancementBuffer(x_hat))
 
     def _enhancement_inputs(self, base: BaseBuffer, enhancement: EnhancementBuffer,
                             frame_index: int) -> Tuple[Contexts, torch.Tensor]:

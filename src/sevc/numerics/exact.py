@@ -22,20 +22,18 @@ in `sevc._exact`'s C++ kernels, bit for bit the torch definitions (`_<name>_torc
 """
 from __future__ import annotations
 
-import weakref
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .. import _exact
+from .cache import TensorCache
 from .functions import _exp_torch, cpu_kernels, run_cpu_kernel, sqrt, two_pow
 
 ACTIVATION_BITS = 24
 SUM_BITS = 52        # partial sums stay below 2 ** 52 grid steps (float64 has 53)
 _WEIGHT_PROBE_BITS = 24
-
-_DERIVED: Dict[tuple, Tuple[weakref.ref, tuple, torch.Tensor]] = {}
 
 
 def _to_grid_torch(x: torch.Tensor, bits: int, dims: Sequence[int]) -> torch.Tensor:
@@ -79,25 +77,25 @@ def weight_grid(weight: torch.Tensor, activation_bits: int = ACTIVATION_BITS) ->
     return (torch.round(rows / grid) * grid).reshape(w.shape)
 
 
-def _derived(tensor: torch.Tensor, make) -> torch.Tensor:
-    """make(tensor), computed once per parameter tensor and again only when its values change."""
-    key = (id(tensor), make)
-    state = (tensor._version, tensor.data_ptr(), tensor.device)
-    remembered = _DERIVED.get(key)
-    if remembered is not None and remembered[0]() is tensor and remembered[1] == state:
-        return remembered[2]
-    value = make(tensor)
-    _DERIVED[key] = (weakref.ref(tensor), state, value)
-    return value
+_WEIGHT_GRIDS = TensorCache(weight_grid)
 
 
 def cached_weight_grid(weight: torch.Tensor) -> torch.Tensor:
-    """weight_grid(weight), computed once per weight tensor."""
-    return _derived(weight, weight_grid)
+    """weight_grid(weight), computed once per weight tensor (and again when it changes)."""
+    return _WEIGHT_GRIDS(weight)
 
 
 def _float64(bias: torch.Tensor) -> torch.Tensor:
     return bias.detach().to(torch.float64).contiguous()
+
+
+_FLOAT64_BIASES = TensorCache(_float64)
+
+
+def cached_float64_bias(bias: torch.Tensor) -> torch.Tensor:
+    """bias as a contiguous float64 tensor (what the C++ kernels of portable and integer numerics
+    add), computed once per bias tensor (and again when it changes)."""
+    return _FLOAT64_BIASES(bias)
 
 
 def _add_bias(y: torch.Tensor, bias: Optional[torch.Tensor], channel_dim: int) -> torch.Tensor:
@@ -115,7 +113,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if x.device.type == "cpu" and dilation == (1, 1) and stride[0] == stride[1] in (1, 2):
         output = _exact.conv2d(x.contiguous().numpy(), cached_weight_grid(weight).numpy(),
-                               None if bias is None else _derived(bias, _float64).numpy(), stride[0], padding, groups,
+                               None if bias is None else cached_float64_bias(bias).numpy(), stride[0], padding, groups,
                                ACTIVATION_BITS, torch.get_num_threads())
         return torch.from_numpy(output)
     xq = to_grid(x, ACTIVATION_BITS, _sample_dims(x))

@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _exact
-from .exact import _derived, _float64, _pair
+from .cache import TensorCache
+from .exact import _pair, cached_float64_bias
 from .functions import two_pow
 
 ACTIVATION_BITS = 15
@@ -95,9 +96,12 @@ def integer_weight(weight: torch.Tensor) -> IntegerWeight:
     return IntegerWeight(q.to(torch.int16).reshape(weight.shape), e.to(torch.int32), q.sum(dim=1).to(torch.int64))
 
 
+_INTEGER_WEIGHTS = TensorCache(integer_weight)
+
+
 def cached_integer_weight(weight: torch.Tensor) -> IntegerWeight:
     """integer_weight(weight), computed once per weight tensor (and again when it changes)."""
-    return _derived(weight, integer_weight)
+    return _INTEGER_WEIGHTS(weight)
 
 
 def finish(sums: torch.Tensor, e: torch.Tensor, w: IntegerWeight, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -139,16 +143,19 @@ class ByteSlices:
     low: torch.Tensor
 
 
-def byte_slices(weight: torch.Tensor) -> ByteSlices:
-    """The byte slices of a weight's integers (computed once per weight)."""
-    return _derived(weight, _byte_slices)
-
-
 def _byte_slices(weight: torch.Tensor) -> ByteSlices:
     q = cached_integer_weight(weight).q.to(torch.int32).reshape(weight.shape[0], -1)
     q = F.pad(q, (0, -q.shape[1] % 8))
     low = ((q + 128) & 255) - 128
     return ByteSlices(((q - low) >> 8).to(torch.int8), low.to(torch.int8))
+
+
+_BYTE_SLICES = TensorCache(_byte_slices)
+
+
+def byte_slices(weight: torch.Tensor) -> ByteSlices:
+    """The byte slices of a weight's integers (computed once per weight)."""
+    return _BYTE_SLICES(weight)
 
 
 def _int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -237,25 +244,21 @@ def math_kernel() -> str:
     return "generic" if cpu_kernel() in ("generic", "avx2") else _exact.integer_math_isa()
 
 
-def _packed(weight: torch.Tensor, groups: int, kernel: str):
-    """The weight laid out for sevc._exact's integer kernel `kernel` (once per weight and kernel)."""
-    return _derived(weight, _PACKERS.setdefault((groups, kernel), lambda w: _pack(w, groups, kernel)))
-
-
-_PACKERS: dict = {}
-
-
 def _pack(weight: torch.Tensor, groups: int, kernel: str):
+    """The weight laid out for sevc._exact's integer kernel `kernel`."""
     w = integer_weight(weight)  # not kept: the packed weight holds its integers
     q = w.q.reshape(weight.shape[0], -1, *_kernel_size(weight))
     return _exact.IntegerWeight(q.numpy(), w.exponents.numpy(), groups, kernel)
 
 
+_PACKED = TensorCache(_pack)  # once per weight, groups and kernel
+
+
 def _cpu_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int,
                 padding: Tuple[int, int], groups: int) -> torch.Tensor:
-    bias64 = None if bias is None else _derived(bias, _float64).numpy()
+    bias64 = None if bias is None else cached_float64_bias(bias).numpy()
     output = _exact.integer_conv2d(x.detach().to(torch.float32).contiguous().numpy(),
-                                   _packed(weight, groups, cpu_kernel()), bias64, stride, padding,
+                                   _PACKED(weight, groups, cpu_kernel()), bias64, stride, padding,
                                    torch.get_num_threads())
     return torch.from_numpy(output)
 

@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..psnr import psnr_of_mse
+
 LAMBDAS = (50.0, 95.0, 200.0, 400.0)  # one per q anchor, lowest rate first
 FRAME_WEIGHTS = (0.5, 1.2, 0.5, 0.9)  # w_t for t % 4 (DCVC-DC's hierarchical quality weights)
 LAYER_WEIGHT = 0.05  # w_l of Eq. 5 (the paper's best, Table 6)
@@ -20,10 +22,6 @@ LAYER_WEIGHT = 0.05  # w_l of Eq. 5 (the paper's best, Table 6)
 
 def mse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(recon, target)
-
-
-def psnr_of_mse(value: float) -> float:
-    return 10 * torch.log10(torch.tensor(1.0 / max(value, 1e-10))).item()
 
 
 @dataclass
@@ -80,5 +78,5 @@ def summarize(frames: List[FrameTerms]) -> Dict[str, float]:
         if rates:
             out[f"{name}bpp"] = sum(rates) / len(rates)
         if dists:
-            out[f"{name}psnr"] = sum(psnr_of_mse(d) for d in dists) / len(dists)
+            out[f"{name}psnr"] = sum(psnr_of_mse(torch.tensor(max(d, 1e-10))).item() for d in dists) / len(dists)
     return out
