@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from sevc.codec.video import VideoCodec
-from sevc.eval.metrics import psnr
+from sevc.psnr import psnr
 from sevc.io.frames import png_frames, read_png
 from sevc.models import IntraNoAR, Rate, SEVC, load_checkpoint
 from sevc.nn.padding import crop
