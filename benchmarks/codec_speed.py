@@ -26,8 +26,8 @@ from sevc.codec.video import VideoCodec
 from sevc.io.frames import read_png_folder
 from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
 from sevc.models import Rate
-from sevc.models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
-from sevc.models.stand_in import stand_in_models
+from sevc.weights.models import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
+from sevc.weights.stand_in import stand_in_models
 from sevc.numerics import Numerics, Precision
 from sevc.runtime import deterministic
 

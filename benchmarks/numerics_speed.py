@@ -25,7 +25,7 @@ from codec_speed import clip, models_on, timed  # this folder's codec benchmark
 
 from sevc.codec.video import VideoCodec
 from sevc.models import Rate
-from sevc.models.loading import Models
+from sevc.weights.models import Models
 from sevc.numerics import Numerics
 from sevc.runtime import usable_cores
 

@@ -31,7 +31,8 @@ from PIL import Image
 from sevc.codec.video import VideoCodec
 from sevc.psnr import psnr
 from sevc.io.frames import png_frames, read_png
-from sevc.models import IntraNoAR, Rate, SEVC, load_checkpoint
+from sevc.models import IntraNoAR, Rate, SEVC
+from sevc.weights import load_checkpoint
 from sevc.nn.padding import crop
 from sevc.nn.resample import imresize
 from sevc.training.trainer import DEFAULTS, train

@@ -45,7 +45,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def stand_in_model(model, which: str, seed: int):
     """`model` (eval mode) loaded strictly with the stand-in weights of `which` and `seed`."""
-    from sevc.models.checkpoint import load_weights
+    from sevc.weights.checkpoint import load_weights
 
     load_weights(model, stand_in_checkpoint(which, seed, model))
     return model.eval()
@@ -119,6 +119,6 @@ def assert_clear_error(result, *fragments) -> None:
 
 def fresh_models():
     """New models with PyTorch's default initialisation (seed 0), in eval mode, coders built."""
-    from sevc.models.stand_in import stand_in_models
+    from sevc.weights.stand_in import stand_in_models
 
     return stand_in_models(0)

@@ -28,7 +28,7 @@ def main(mode_name: str) -> None:
     from sevc.io.frames import read_png_folder
     from sevc.io.samples import SAMPLE_CLIP, SAMPLE_SIZE
     from sevc.models import SEVC, IntraNoAR
-    from sevc.models.loading import Models
+    from sevc.weights.models import Models
     from sevc.numerics import Numerics
 
     mode = Numerics.named(mode_name)

@@ -64,7 +64,7 @@ def main(threads: int, report: Path, float_streams: List[Path]) -> None:
     from reference import stand_in_checkpoint
     from sevc.codec.video import VideoCodec
     from sevc.models import SEVC, IntraNoAR
-    from sevc.models.checkpoint import load_weights
+    from sevc.weights.checkpoint import load_weights
     from sevc.numerics import Numerics
 
     torch.set_num_threads(threads)

@@ -173,7 +173,7 @@ def _decode(models, stream: Path, out: Path, skim: bool) -> str:
 def main(streams: Path, ckpt: Path, count: int, seed: int, report: Path) -> None:
     import torch
 
-    from sevc.models.loading import load_models
+    from sevc.weights.models import load_models
 
     torch.set_num_threads(1)
     models = load_models(ckpt / "i.pth.tar", ckpt / "p.pth.tar")

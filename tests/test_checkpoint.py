@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from sevc.models.checkpoint import load_checkpoint, read_state_dict
+from sevc.weights.checkpoint import load_checkpoint, read_state_dict
 from sevc.errors import CheckpointError
 
 

@@ -13,7 +13,7 @@ from sevc.entropy.scale_table import ScaleTableModel, scale_table_model
 from sevc.errors import CheckpointError
 from sevc.latent_codecs import FourPartLatentCodec, LatentCodec
 from sevc.models import IntraNoAR, Rate
-from sevc.models.checkpoint import load_weights
+from sevc.weights.checkpoint import load_weights
 from sevc.models.codec_base import EntropyCodedModel
 from sevc.nn.ops import Conv2d
 

@@ -110,9 +110,9 @@ def test_stand_in_rates_differ_and_bd_rate_compares_them(tmp_path, capsys):
 
 def test_stand_in_weights_are_the_same_under_other_kernels():
     """A stream made with stand-in weights names the same weights on any machine."""
-    from sevc.models.stand_in import stand_in_models
+    from sevc.weights.stand_in import stand_in_models
 
-    script = "from sevc.models.stand_in import stand_in_models; print(stand_in_models(3).weights_id.hex())"
+    script = "from sevc.weights.stand_in import stand_in_models; print(stand_in_models(3).weights_id.hex())"
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default", ONEDNN_MAX_CPU_ISA="SSE41")
     other = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert other.stdout.strip() == stand_in_models(3).weights_id.hex() != stand_in_models(4).weights_id.hex()

@@ -16,7 +16,7 @@ from sevc.codec.bitstream import open_stream
 from sevc.codec.video import VideoCodec
 from sevc.errors import BitstreamError
 from sevc.models import Rate
-from sevc.models.loading import compile_transforms
+from sevc.weights.models import compile_transforms
 from sevc.models.rate import fine_levels
 from sevc.numerics import Numerics, Precision
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from sevc.errors import TrainingError
 from sevc.io.outputs import MANIFEST
-from sevc.models.checkpoint import named_parameters, read_state_dict
+from sevc.weights.checkpoint import named_parameters, read_state_dict
 from sevc.cli import encode, evaluate, train as train_cli
 from sevc.models.intra import IntraNoAR
 from sevc.models.rate import Rate

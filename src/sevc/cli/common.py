@@ -15,8 +15,8 @@ from .. import memory
 from ..codec.schedule import DEFAULT_REFRESH_INTERVAL
 from ..errors import SevcError
 from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES
-from ..models.loading import Models, anchor_count, load_models
-from ..models.stand_in import STAND_IN_ANCHORS, stand_in_models
+from ..weights.models import Models, anchor_count, load_models
+from ..weights.stand_in import STAND_IN_ANCHORS, stand_in_models
 from ..numerics import Numerics
 from ..signals import handling, stop_status
 

@@ -18,9 +18,9 @@ from ..codec.files import FrameStats, decode_to_folder, encode_file
 from ..psnr import psnr
 from ..io.frames import count_png_frames, read_png_folder
 from ..io.samples import SAMPLE_CLIP, SAMPLE_SIZE
-from ..models.loading import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
+from ..weights.models import I_FRAME_CKPT, P_FRAME_CKPT, Models, default_checkpoint, load_models
 from ..models.rate import FINE_LEVELS
-from ..models.stand_in import stand_in_models
+from ..weights.stand_in import stand_in_models
 from ..numerics import Numerics
 from ..runtime import deterministic, thread_count
 from .common import ArgumentParser, add_quiet_arg, add_threads_arg, devices, int_in, progress, run

@@ -20,7 +20,7 @@ from ..eval.evaluation import (ConfigSequence, Job, check_sources, evaluate_sequ
                                load_test_config, rates_to_test)
 from ..eval.runner import Worker
 from ..io.outputs import check_file
-from ..models.loading import compile_transforms
+from ..weights.models import compile_transforms
 from ..models.rate import Rate
 from ..numerics import Numerics, Precision
 from ..runtime import deterministic, thread_count

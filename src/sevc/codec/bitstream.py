@@ -17,7 +17,7 @@ integer, the same bits on every machine) and `precision` the precision of float 
 (`sevc.numerics.Precision`: 0 fp32, 1 bf16, 2 fp16 mixed precision; always 0 in the portable
 modes); a decoder refuses a mode,
 a precision or a flag it does not know. `weights_id` identifies the weights (see
-`sevc.models.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame
+`sevc.weights.checkpoint.weights_id`); a decoder with other weights refuses the stream. Frame
 sizes and counts are limited (`sevc.limits`) and checked before anything is decoded; frames are
 read one at a time, and skim decoding seeks past enhancement payloads without reading them. A
 payload may not be longer than a frame of the header's size codes to (`sevc.limits.max_payload_bytes`).

@@ -21,7 +21,7 @@ from ..errors import CheckpointError
 from ..psnr import psnr
 from ..io.frames import rgb_to_yuv420, write_png, yuv420_frame_bytes
 from ..io.outputs import OutputKind, atomic_dir, atomic_file, check_file, check_folder
-from ..models.loading import Models
+from ..weights.models import Models
 from .bitstream import Frame, OfficialWriter, SevcWriter, Stream, StreamHeader, is_sevc_stream
 from .video import DecodedFrame, VideoCodec
 

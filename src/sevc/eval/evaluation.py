@@ -28,7 +28,7 @@ from ..errors import ConfigError, SevcError
 from ..io.frames import COLOR_MATRICES, COLOR_RANGES, SOURCE_TYPES, available_frames, png_frames, png_size, read_frames
 from ..io.reading import load_json
 from ..limits import LimitError, check_frame_count, check_frame_size
-from ..models.loading import Models
+from ..weights.models import Models
 from ..models.rate import FINE_LEVELS, Rate
 from ..numerics import Numerics, Precision
 from ..psnr import psnr

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..models.buffers import Buffers
-from ..models.checkpoint import named_parameters
+from ..weights.checkpoint import named_parameters
 from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC, base_input

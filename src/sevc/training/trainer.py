@@ -50,7 +50,7 @@ from tqdm import tqdm
 from ..errors import TrainingError
 from ..io.outputs import Manifest, OutputKind, RecordedFolder, check_folder
 from ..io.reading import load_json
-from ..models.checkpoint import load_checkpoint
+from ..weights.checkpoint import load_checkpoint
 from ..models.intra import IntraNoAR
 from ..models.sevc import SEVC
 from ..numerics import Precision

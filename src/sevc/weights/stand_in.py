@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from .checkpoint import named_parameters
-from .intra import IntraNoAR
-from .loading import Models, ready
-from .sevc import SEVC
+from ..models.intra import IntraNoAR
+from .models import Models, ready
+from ..models.sevc import SEVC
 
 # Per-anchor scales, spread like trained ones: higher anchors scale the latents up before
 # rounding (enc) and back down after (dec), so every rate codes at its own bits.

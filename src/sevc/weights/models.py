@@ -9,8 +9,8 @@ import torch
 
 from ..errors import CheckpointError
 from .checkpoint import load_checkpoint, read_state_dict, weights_id
-from .intra import IntraNoAR
-from .sevc import SEVC
+from ..models.intra import IntraNoAR
+from ..models.sevc import SEVC
 
 DEFAULT_CKPT_DIR = Path("ckpt")
 I_FRAME_CKPT = "cvpr2023_i_frame.pth.tar"
@@ -29,7 +29,7 @@ class Models(NamedTuple):
 
     @property
     def weights_id(self) -> bytes:
-        """The 8 bytes sevc streams record (see `sevc.models.checkpoint.weights_id`)."""
+        """The 8 bytes sevc streams record (see `sevc.weights.checkpoint.weights_id`)."""
         return weights_id(self.i_frame, self.p_frame)
 
 
