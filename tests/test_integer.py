@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sevc import _exact
-from sevc.numerics import Numerics, integer, numerics
+from sevc.numerics import Numerics, integer, use_numerics
 
 from conftest import fresh_models
 
@@ -184,7 +184,7 @@ def test_every_layer_of_the_models_is_the_same_under_every_kernel(model_layers, 
     assert len(model_layers) > 100
     exact_int_mm = _int_mm_is_exact()
     for module, x in model_layers:
-        with numerics(Numerics.INTEGER):
+        with use_numerics(Numerics.INTEGER):
             if isinstance(module, Linear):
                 x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(1, 2)[:, :, None, :]
                 weight, stride, padding, groups = module.weight, 1, 0, 1

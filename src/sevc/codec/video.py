@@ -14,8 +14,7 @@ from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC
 from ..nn.padding import crop
-from ..numerics import Numerics, Precision, in_mode_dtype
-from ..numerics import numerics as numerics_mode
+from ..numerics import Numerics, Precision, at_least_float32, in_mode_dtype, use_numerics
 from .schedule import FrameSchedule, FrameStep, Mode
 
 Item = TypeVar("Item")
@@ -54,11 +53,6 @@ class DecodedFrame:
     skim: torch.Tensor
 
 
-def at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    """x in float32 if it is in a narrower float type (mixed precision), else as it is."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
 class VideoCodec:
     """SEVC over a sequence, frame by frame as the schedule says, in numerics mode `numerics`
     (see `sevc.numerics`; portable mode codes frames in float64, and its reconstructions are
@@ -82,7 +76,7 @@ class VideoCodec:
         code_inter(item, buffers, frame_index) for P-frames (buffers refreshed where due)."""
         buffers: Optional[Buffers] = None
         for item, step in zip(items, self.schedule.steps(mode)):
-            with numerics_mode(self.numerics), self.precision.autocast(self.i_frame.device.type):
+            with use_numerics(self.numerics), self.precision.autocast(self.i_frame.device.type):
                 if step.intra:
                     buffers, result = code_intra(item)
                 else:

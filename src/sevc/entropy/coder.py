@@ -8,7 +8,7 @@ import torch
 
 from .. import _rans
 from ..errors import BitstreamError
-from ..numerics import Numerics, current, numerics
+from ..numerics import Numerics, current, use_numerics
 
 PRECISION = 16        # CDF tables sum to 2 ** PRECISION
 SYMBOL_LIMIT = 30000  # symbols are clamped to +-SYMBOL_LIMIT and coded as int16
@@ -27,7 +27,7 @@ class TablesPerMode:
         """The tables of `mode` (default: the current one)."""
         mode = current() if mode is None else mode
         if mode not in self._built:
-            with numerics(mode):
+            with use_numerics(mode):
                 self._built[mode] = self._build()
         return self._built[mode]
 

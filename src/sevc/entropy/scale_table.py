@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import torch
 
-from ..numerics import Numerics, functions, is_portable
+from ..numerics import Numerics, at_least_float32, functions, is_portable
 from ..numerics.constants import log_spaced
 from .bit_estimator import CDF_HIGH, TAIL_SEARCH
 from .coder import CdfTables, EntropyCoder, TablesPerMode, pmf_to_cdf_tables
@@ -17,10 +17,6 @@ SCALE_LEVELS = 256
 SCALE_MAX = 64.0
 SCALE_MIN = {"laplace": 0.01, "gaussian": 0.11}
 DISTRIBUTIONS = {"laplace": torch.distributions.Laplace, "gaussian": torch.distributions.Normal}
-
-
-def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 class ScaleTableModel:
@@ -47,7 +43,7 @@ class ScaleTableModel:
     def bits(self, y_q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """Estimated bits of each integer residual y_q under the zero-mean model of `scales`
         (computed in float32 at least, whatever the precision the latents come in)."""
-        y_q, scales = _at_least_float32(y_q), _at_least_float32(scales).clamp(1e-5, 1e10)
+        y_q, scales = at_least_float32(y_q), at_least_float32(scales).clamp(1e-5, 1e10)
         dist = self._dist(torch.zeros_like(scales), scales, validate_args=False)  # NaN in, NaN bits out
         return estimated_bits(dist.cdf(y_q + 0.5) - dist.cdf(y_q - 0.5))
 

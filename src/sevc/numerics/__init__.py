@@ -19,7 +19,7 @@
 Both portable modes (`is_portable()`) share the explicit resampling and the entropy models'
 tables and indexes; they differ in the arithmetic of the layers.
 
-The mode is a context, like `torch.no_grad()`: `with numerics(Numerics.PORTABLE): ...`. The
+The mode is a context, like `torch.no_grad()`: `with use_numerics(Numerics.PORTABLE): ...`. The
 models read it in every numerics-dependent operation (`sevc.nn.ops`, `sevc.nn.resample`, the
 entropy models); `VideoCodec` sets it from its `numerics` argument or the stream's header.
 """
@@ -113,8 +113,13 @@ def in_mode_dtype(x: torch.Tensor) -> torch.Tensor:
     return x.to(mode.dtype) if mode.portable else x
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 if it is in a narrower type (a mixed-precision float, an integer), else as it is."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 @contextlib.contextmanager
-def numerics(mode: Numerics) -> Iterator[Numerics]:
+def use_numerics(mode: Numerics) -> Iterator[Numerics]:
     """Run the block in numerics mode `mode`."""
     token = _CURRENT.set(Numerics(mode))
     try:
