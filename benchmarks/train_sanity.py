@@ -172,9 +172,13 @@ def evaluate(runs: Path, args: argparse.Namespace) -> Dict:
     clips = held_out(args.held_out_frames)
     frames = [x for clip in clips for x in clip]
     results: Dict = {"anchors": {}, "jpeg": pillow_curve(frames, "JPEG"), "webp": pillow_curve(frames, "WEBP")}
+    torch.manual_seed(DEFAULTS["seed"])  # the trainer's fresh weights: the I-frame model before training
+    untrained = IntraNoAR().eval()
+    untrained.update(force=True)
     with torch.no_grad():
         for anchor, lam in enumerate(args.lambdas):
             rate = Rate.of_anchor(anchor)
+            results.setdefault("untrained", []).append(intra_point(untrained, frames, rate))
             point = intra_point(i_frame, frames, rate)
             estimate = training_rate(i_frame, frames, rate)
             trained = (runs / "base" / "p_frame.pth.tar").is_file()
@@ -194,6 +198,8 @@ def report(results: Dict, seconds: Dict[str, float]) -> None:
     print("(training bpp: what the training objective estimates for the same frames, train mode)")
     print("| anchor | lambda | bpp | training bpp | PSNR dB | JPEG dB | WebP dB | vs JPEG | vs WebP |")
     print("|---|---|---|---|---|---|---|---|---|")
+    for anchor, (bpp, quality) in enumerate(results["untrained"]):
+        print(f"| {anchor} (before training) | - | {bpp:.3f} | - | {quality:.2f} | - | - | - | - |")
     for anchor, entry in results["anchors"].items():
         bpp, quality = entry["intra"]
         jpeg, webp = psnr_at(results["jpeg"], bpp), psnr_at(results["webp"], bpp)
@@ -236,10 +242,11 @@ def plot(logs: Dict[str, List[Dict]], results: Dict, path: str) -> None:
     ax = axes[-1]
     for name in ("jpeg", "webp"):
         ax.plot(*zip(*results[name]), label=name.upper(), marker=".")
-    ax.plot(*zip(*[entry["intra"] for entry in results["anchors"].values()]), "o-", label="sevc I-frame")
+    ax.plot(*zip(*[entry["intra"] for entry in results["anchors"].values()]), "o-", label="sevc I-frame, trained")
+    ax.plot(*zip(*results["untrained"]), "x", label="sevc I-frame, before training")
     ax.set_xlabel("bpp")
     ax.set_ylabel("PSNR dB")
-    ax.set_xlim(0, 2 * max(entry["intra"][0] for entry in results["anchors"].values()))
+    ax.set_xlim(0, 1.2 * max(bpp for bpp, _ in results["untrained"]))
     ax.set_title("held-out frames (real streams)")
     ax.legend()
     figure.tight_layout()
