@@ -66,15 +66,15 @@ def run_stage(stage: str, steps: int, args: argparse.Namespace, runs: Path, init
 
 
 def train_stages(runs: Path, args: argparse.Namespace) -> Tuple[Dict[str, List[Dict]], Dict[str, float]]:
-    """Train the I-frame stage, then (base_steps > 0) the base stage: their logs and seconds."""
+    """Train the I-frame stage (i_steps > 0), then the base stage (base_steps > 0) from the I-frame
+    model in runs/i_frame: their logs and seconds."""
     logs, seconds = {}, {}
-    init = {}
     for stage, steps in (("i_frame", args.i_steps), ("base", args.base_steps)):
         if steps:
+            init = {} if stage == "i_frame" else {"i_frame": str(runs / "i_frame" / "i_frame.pth.tar")}
             started = time.time()
             logs[stage] = run_stage(stage, steps, args, runs, init)
             seconds[stage] = time.time() - started
-            init = {"i_frame": str(runs / "i_frame" / "i_frame.pth.tar")}
     return logs, seconds
 
 
@@ -106,9 +106,10 @@ def intra_point(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate) 
     return float(np.mean(bpps)), float(np.mean(psnrs))
 
 
-def training_rate(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate) -> float:
-    """Mean bpp the training objective sees for the frames (train mode: the noisy rate proxy)."""
-    i_frame.train()
+def estimated_rate(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate, training: bool) -> float:
+    """Mean bpp the model estimates for the frames: in train mode what the training objective sees
+    (the noisy rate proxy), in eval mode the test path's estimate (rounded latents)."""
+    i_frame.train(training)
     torch.manual_seed(0)
     try:
         bits = [i_frame(IntraNoAR.pad_frame(x), rate=rate).bits.item() / (x.shape[2] * x.shape[3]) for x in frames]
@@ -180,10 +181,11 @@ def evaluate(runs: Path, args: argparse.Namespace) -> Dict:
             rate = Rate.of_anchor(anchor)
             results.setdefault("untrained", []).append(intra_point(untrained, frames, rate))
             point = intra_point(i_frame, frames, rate)
-            estimate = training_rate(i_frame, frames, rate)
+            estimates = {"training_bpp": estimated_rate(i_frame, frames, rate, True),
+                         "test_path_bpp": estimated_rate(i_frame, frames, rate, False)}
             trained = (runs / "base" / "p_frame.pth.tar").is_file()
             layers = [base_layer_points(i_frame, p_frame, clip, rate) for clip in clips] if trained else []
-            results["anchors"][anchor] = {"lambda": lam, "intra": point, "training_bpp": estimate, "base_layer": layers}
+            results["anchors"][anchor] = {"lambda": lam, "intra": point, **estimates, "base_layer": layers}
     return results
 
 
@@ -195,15 +197,17 @@ def report(results: Dict, seconds: Dict[str, float]) -> None:
     if seconds:
         print("\ntraining time: " + ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items()))
     print("\nheld-out I-frames (real streams) beside JPEG and WebP at the same bpp")
-    print("(training bpp: what the training objective estimates for the same frames, train mode)")
-    print("| anchor | lambda | bpp | training bpp | PSNR dB | JPEG dB | WebP dB | vs JPEG | vs WebP |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("(estimated bpp of the same frames: the training objective's (train mode, noisy latents) and the "
+          "test path's (rounded latents))")
+    print("| anchor | lambda | bpp | training bpp | test-path bpp | PSNR dB | JPEG dB | WebP dB | vs JPEG | vs WebP |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for anchor, (bpp, quality) in enumerate(results["untrained"]):
-        print(f"| {anchor} (before training) | - | {bpp:.3f} | - | {quality:.2f} | - | - | - | - |")
+        print(f"| {anchor} (before training) | - | {bpp:.3f} | - | - | {quality:.2f} | - | - | - | - |")
     for anchor, entry in results["anchors"].items():
         bpp, quality = entry["intra"]
         jpeg, webp = psnr_at(results["jpeg"], bpp), psnr_at(results["webp"], bpp)
-        print(f"| {anchor} | {entry['lambda']:g} | {bpp:.3f} | {entry['training_bpp']:.3f} | {quality:.2f} | "
+        print(f"| {anchor} | {entry['lambda']:g} | {bpp:.3f} | {entry['training_bpp']:.3f} | "
+              f"{entry['test_path_bpp']:.3f} | {quality:.2f} | "
               f"{shown(jpeg)} | {shown(webp)} | {shown(quality - jpeg, '+.2f')} | {shown(quality - webp, '+.2f')} |")
     for name in ("jpeg", "webp"):
         (low, low_db), (high, high_db) = results[name][0], results[name][-1]
@@ -256,11 +260,12 @@ def plot(logs: Dict[str, List[Dict]], results: Dict, path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--i_steps", type=int, default=1000, help="I-frame stage steps")
+    parser.add_argument("--i_steps", type=int, default=1000, help="I-frame stage steps (0: train only the base stage, "
+                        "from the I-frame run kept in --keep)")
     parser.add_argument("--base_steps", type=int, default=300, help="base stage steps (0: skip the stage)")
     parser.add_argument("--crop", type=int, default=64, help="I-frame stage crop side (a multiple of 16)")
     parser.add_argument("--batch", type=int, default=8, help="I-frame stage crops per step")
-    parser.add_argument("--base_crop", type=int, default=192, help="base stage crop side (the base layer codes a quarter)")
+    parser.add_argument("--base_crop", type=int, default=128, help="base stage crop side (the base layer codes a quarter)")
     parser.add_argument("--base_batch", type=int, default=4, help="base stage clips per step")
     parser.add_argument("--frames", type=int, default=3, help="frames per base-stage clip (I-frame + P-frames)")
     parser.add_argument("--lr", type=float, default=5e-4)

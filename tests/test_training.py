@@ -82,6 +82,20 @@ def test_clip_grad_norm_is_checked_and_used(tmp_path):
     assert last["step"] == 2 and torch.isfinite(torch.tensor(last["loss"]))
 
 
+def test_a_fresh_model_starts_its_anchors_at_their_lambdas_steps(tmp_path):
+    """Fresh q scales are ones: a short run coded every anchor at one rate (measured: 0.539 and
+    0.545 bpp for lambda 50 and 400 after 1000 steps). The trained model's anchors now start at
+    encoder scales sqrt(lambda / G); decoder scales, anchors without a lambda and the frozen model
+    keep theirs."""
+    train(small_config("i_frame", steps=1, lr=1e-9, lambdas=[50, 200, 95, 400], anchors=2), tmp_path)
+    saved = read_state_dict(tmp_path / "i_frame.pth.tar")
+    expected = torch.tensor([0.5 ** 0.5, 2 ** 0.5, 1.0, 1.0])
+    assert torch.allclose(saved["q_scale_enc"].flatten(), expected, rtol=1e-4)
+    assert torch.allclose(saved["q_scale_dec"].flatten(), torch.ones(4), rtol=1e-4)
+    frozen = read_state_dict(tmp_path / "p_frame.pth.tar")
+    assert all(bool((frozen[k] == 1).all()) for k in frozen if k.endswith(("q_scale_enc", "q_scale_dec")))
+
+
 def test_joint_gradients_reach_every_p_frame_parameter():
     """A 6-frame clip reaches every frame-index and queue-fullness branch: every trained SEVC
     parameter gets a gradient, and only the checkpoint entries no computation uses get none."""

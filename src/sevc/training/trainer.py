@@ -39,7 +39,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -50,13 +50,13 @@ from tqdm import tqdm
 from ..errors import TrainingError
 from ..io.outputs import Manifest, OutputKind, RecordedFolder, check_folder
 from ..io.reading import load_json
-from ..weights.checkpoint import load_checkpoint
+from ..weights.checkpoint import load_checkpoint, named_parameters
 from ..models.intra import IntraNoAR
 from ..models.sevc import SEVC
 from ..numerics import Precision
 from .data import ClipDataset, ReadFailure, Reported, build_dataset, collate
 from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
-from .stages import OBJECTIVES, STAGES, StageModel
+from .stages import OBJECTIVES, STAGES, StageModel, trained_names
 
 DEFAULTS = {
     "sequence_length": 6, "crop": [256, 256], "batch_size": 8, "steps": 100000, "lr": 1e-4,
@@ -221,14 +221,34 @@ class Distributed:
 
 
 def _models(config: Dict, output: Path, resume: bool) -> Tuple[IntraNoAR, SEVC]:
-    """Both models, from the output folder's weights when resuming, else from `init` (or fresh)."""
+    """Both models, from the output folder's weights when resuming, else from `init`, or fresh:
+    a fresh model the stage trains starts its q anchors apart (`spread_q_scales`)."""
     torch.manual_seed(config["seed"])
     i_frame, p_frame = IntraNoAR(), SEVC()
     for name, model in (("i_frame", i_frame), ("p_frame", p_frame)):
         source = output / MODEL_FILES[name] if resume else config["init"].get(name)
         if source:
             load_checkpoint(model, source)
+        elif (name == "i_frame") == (config["stage"] == "i_frame"):
+            spread_q_scales(model, config["lambdas"][:config["anchors"]], trained_names(config["stage"], model))
     return i_frame, p_frame
+
+
+def spread_q_scales(model: torch.nn.Module, lambdas: Sequence[float], names: Sequence[str]) -> None:
+    """Set the per-anchor encoder q scales among the parameters `names` of a fresh model for the
+    anchors' lambdas. Fresh models hold ones (as the published models are initialised), so a short
+    run codes every anchor at one rate; for MSE the best quantization step shrinks as
+    1/sqrt(lambda), so anchor a starts with encoder scale sqrt(lambda_a / G) (G: the geometric mean
+    of the lambdas). Decoder scales (and anchors beyond the lambdas) keep their values: the decoder
+    learns the inverse."""
+    weights = torch.tensor(lambdas, dtype=torch.float64)
+    scales = (weights / weights.log().mean().exp()).sqrt().float()
+    wanted = set(names)
+    with torch.no_grad():
+        for name, parameter in named_parameters(model).items():
+            if name.endswith("q_scale_enc") and name in wanted:
+                count = min(len(scales), parameter.shape[0])
+                parameter[:count] = scales[:count].reshape(-1, 1, 1, 1)
 
 
 def _check_output(output: Path, resume: bool, overwrite: bool, inputs: Iterable[str | os.PathLike]) -> None:
