@@ -10,7 +10,7 @@ frames, judged on held-out clips by real streams, beside JPEG and WebP (Pillow).
    P-frames (a base-layer-only stream) beside the same 4x-downsampled frames coded as I-frames.
 
 Prints the numbers and (--figure) plots the training curves and the RD points. Run:
-  python benchmarks/train_sanity.py [--i_steps 1000] [--base_steps 300] [--threads 2] [--figure FILE]
+  python benchmarks/train_sanity.py [--i_steps 1000] [--base_steps 600] [--threads 2] [--keep DIR] [--figure FILE]
 """
 from __future__ import annotations
 
@@ -262,15 +262,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--i_steps", type=int, default=1000, help="I-frame stage steps (0: train only the base stage, "
                         "from the I-frame run kept in --keep)")
-    parser.add_argument("--base_steps", type=int, default=300, help="base stage steps (0: skip the stage)")
+    parser.add_argument("--base_steps", type=int, default=600, help="base stage steps (0: skip the stage)")
     parser.add_argument("--crop", type=int, default=64, help="I-frame stage crop side (a multiple of 16)")
     parser.add_argument("--batch", type=int, default=8, help="I-frame stage crops per step")
     parser.add_argument("--base_crop", type=int, default=128, help="base stage crop side (the base layer codes a quarter)")
     parser.add_argument("--base_batch", type=int, default=4, help="base stage clips per step")
     parser.add_argument("--frames", type=int, default=3, help="frames per base-stage clip (I-frame + P-frames)")
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--clip_grad_norm", type=float, default=1.0)
-    parser.add_argument("--lambdas", type=float, nargs="+", default=[100.0, 400.0], help="one per q anchor")
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[50.0, 400.0], help="one per q anchor")
     parser.add_argument("--log_every", type=int, default=10)
     parser.add_argument("--held_out_frames", type=int, default=4, help="frames of each held-out clip")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
