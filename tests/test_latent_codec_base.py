@@ -45,6 +45,15 @@ def test_checkpoint_names_load_into_the_latent_codec():
     assert all(torch.equal(a, b) for a, b in zip(target.state_dict().values(), source.state_dict().values()))
 
 
+def test_a_codec_with_latent_codecs_pickles_whole(tmp_path):
+    torch.manual_seed(0)
+    owner = Owner()
+    torch.save(owner, tmp_path / "owner.pt")
+    loaded = torch.load(tmp_path / "owner.pt", weights_only=False)
+    assert list(loaded.state_dict()) == list(owner.state_dict())
+    assert torch.equal(loaded.y_latent.prior[0].block[0].conv1[0].weight, owner.y_latent.prior[0].block[0].conv1[0].weight)
+
+
 def test_a_missing_entry_is_named_by_its_checkpoint_name():
     state = Owner().state_dict()
     del state["y_spatial_prior_adaptor_3.bias"]

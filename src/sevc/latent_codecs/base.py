@@ -8,6 +8,7 @@ saves and loads them under those names, in the published checkpoint's order.
 """
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Protocol, Sequence
 
 import torch
@@ -56,30 +57,32 @@ def _rename(module: nn.Module, relative: str) -> str:
 def checkpoint_layout(owner: nn.Module, order: Sequence[str]) -> None:
     """Save and load `owner`'s latent codecs under their checkpoint names, and list its state_dict
     entries in the published order: `order` names the owner's top-level checkpoint entries (its
-    own parameters come first, names not in `order` last, each group as registered)."""
-    rank = {name: k for k, name in enumerate(order)}
+    own parameters come first, names not in `order` last, each group as registered). The hooks
+    are module-level functions, so the model still pickles whole."""
+    owner.register_state_dict_post_hook(functools.partial(_save_flat, {name: k for k, name in enumerate(order)}))
+    owner.register_load_state_dict_pre_hook(_load_nested)
 
-    def save(module: nn.Module, state_dict: Dict, prefix: str, local_metadata: Dict) -> None:
-        keys = [key for key in state_dict if key.startswith(prefix)]  # the owner's entries, last in state_dict
-        entries = [(prefix + _rename(module, key[len(prefix):]), state_dict.pop(key)) for key in keys]
 
-        def position(entry) -> tuple:
-            relative = entry[0][len(prefix):]
-            own = "." not in relative
-            return (not own, rank.get(relative.partition(".")[0], len(rank)))
+def _save_flat(rank: Dict[str, int], module: nn.Module, state_dict: Dict, prefix: str, local_metadata: Dict) -> None:
+    """state_dict post-hook: the module's entries (the last ones) renamed and reordered."""
+    keys = [key for key in state_dict if key.startswith(prefix)]
+    entries = [(prefix + _rename(module, key[len(prefix):]), state_dict.pop(key)) for key in keys]
 
-        for key, value in sorted(entries, key=position):
-            state_dict[key] = value
+    def position(entry) -> tuple:
+        relative = entry[0][len(prefix):]
+        return ("." in relative, rank.get(relative.partition(".")[0], len(rank)))
 
-    def load(module: nn.Module, state_dict: Dict, prefix: str, *args) -> None:
-        names = _checkpoint_to_module_names(module)
-        for key in [key for key in state_dict if key.startswith(prefix)]:
-            head, _, leaf = key[len(prefix):].partition(".")
-            if head in names and leaf:
-                state_dict[f"{prefix}{names[head]}.{leaf}"] = state_dict.pop(key)
+    for key, value in sorted(entries, key=position):
+        state_dict[key] = value
 
-    owner.register_state_dict_post_hook(save)
-    owner.register_load_state_dict_pre_hook(load)
+
+def _load_nested(module: nn.Module, state_dict: Dict, prefix: str, *args) -> None:
+    """load_state_dict pre-hook: checkpoint names of latent codecs' submodules to their paths."""
+    names = _checkpoint_to_module_names(module)
+    for key in [key for key in state_dict if key.startswith(prefix)]:
+        head, _, leaf = key[len(prefix):].partition(".")
+        if head in names and leaf:
+            state_dict[f"{prefix}{names[head]}.{leaf}"] = state_dict.pop(key)
 
 
 def _checkpoint_to_module_names(owner: nn.Module) -> Dict[str, str]:
