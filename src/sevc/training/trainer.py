@@ -50,6 +50,7 @@ from tqdm import tqdm
 from ..errors import TrainingError
 from ..io.outputs import Manifest, OutputKind, RecordedFolder, check_folder
 from ..io.reading import load_json
+from ..runtime import usable_cores
 from ..weights.checkpoint import load_checkpoint, named_parameters
 from ..models.intra import IntraNoAR
 from ..models.sevc import SEVC
@@ -282,8 +283,7 @@ def _dataset(config: Dict, world_size: int) -> ClipDataset:
 
 def _workers(requested: int) -> int:
     """DataLoader workers: as many as asked, but no more than the cores this process may use."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(requested, cores)
+    return min(requested, usable_cores())
 
 
 def _train_state(output: Path, stage: str) -> Dict:
