@@ -40,7 +40,7 @@ from sevc.training.trainer import DEFAULTS, train
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = REPO / "benchmarks" / "data" / "train"
 HELD_OUT = (REPO / "tests" / "data" / "clips" / "bikes_256x128", REPO / "src" / "sevc" / "data" / "carphone_176x144")
-QUALITIES = range(2, 96, 3)
+QUALITIES = range(1, 96, 2)
 
 Point = Tuple[float, float]  # (bpp, PSNR dB)
 
