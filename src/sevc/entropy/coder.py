@@ -35,6 +35,10 @@ class TablesPerMode:
         """Forget every mode's tables (after the model's parameters changed)."""
         self._built.clear()
 
+    def __getstate__(self) -> dict:
+        """Built tables are a cache of C++ objects: a pickled copy builds its own when asked."""
+        return {"_build": self._build, "_built": {}}
+
 
 class EntropyCoder:
     """One rANS stream: an encoder (1..16 parts, optional background thread) and a decoder.
