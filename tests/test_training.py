@@ -66,8 +66,8 @@ def test_each_stage_trains_its_parameters_and_nothing_else(stage, tmp_path):
 
 def test_a_diverging_run_stops_with_one_line_and_keeps_the_saved_weights(tmp_path):
     """From fresh weights a huge learning rate sends the loss to NaN within a few steps; training
-    stops there with a TrainingError (it was a torch.distributions traceback), and the weights
-    saved before are not replaced by NaN ones."""
+    stops at the next log or save with a TrainingError (it was a torch.distributions traceback),
+    and the weights saved before are not replaced by NaN ones."""
     config = small_config("i_frame", lr=10.0, steps=20, save_every=1, log_every=10)
     with pytest.raises(TrainingError, match=r"the loss is nan at step \d+: training diverged"):
         train(config, tmp_path)

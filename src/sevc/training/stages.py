@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from ..models.buffers import Buffers
-from ..weights.checkpoint import named_parameters
 from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC, base_input
 from ..nn.padding import FRAME_MULTIPLE
+from ..weights.checkpoint import named_parameters
 from .losses import FrameTerms, Objective, mse
 
 STAGES = ("i_frame", "base", "augment", "joint")

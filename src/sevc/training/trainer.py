@@ -50,11 +50,11 @@ from tqdm import tqdm
 from ..errors import TrainingError
 from ..io.outputs import Manifest, OutputKind, RecordedFolder, check_folder
 from ..io.reading import load_json
-from ..runtime import usable_cores
-from ..weights.checkpoint import load_checkpoint, named_parameters
 from ..models.intra import IntraNoAR
 from ..models.sevc import SEVC
 from ..numerics import Precision
+from ..runtime import usable_cores
+from ..weights.checkpoint import load_checkpoint, named_parameters
 from .data import ClipDataset, ReadFailure, Reported, build_dataset, collate
 from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
 from .stages import OBJECTIVES, STAGES, StageModel, trained_names
@@ -411,17 +411,19 @@ def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset
             loss, terms = _step(network, clips.to(env.device), anchor, AMP[config["amp"]], optimizers, env,
                                 config["clip_grad_norm"])
             step += 1
-            if not torch.isfinite(loss):
+            logged = step % config["log_every"] == 0 or step == config["steps"]
+            saved = step % config["save_every"] == 0 or step == config["steps"]
+            if (logged or saved) and not torch.isfinite(loss):  # a NaN step leaves NaN weights: caught before a save
                 raise TrainingError(f"the loss is {loss.item()} at step {step}: training diverged (lower lr, or set "
                                     "clip_grad_norm); the weights saved last are kept")
-            if step % config["log_every"] == 0 or step == config["steps"]:
+            if logged:
                 numbers = {"loss": env.mean(loss.item()), **{k: env.mean(v) for k, v in summarize(terms).items()}}
                 bar.set_postfix({k: round(v, 4) for k, v in numbers.items()})
                 last = {"step": step, "epoch": epoch, "anchor": anchor, "lr": optimizers[1].get_last_lr()[0],
                         "seconds": time.time() - started, **numbers}
                 if env.main:
                     folder.append(LOG_FILE, json.dumps(last) + "\n")
-            if step % config["save_every"] == 0 or step == config["steps"]:
+            if saved:
                 if env.main:
                     _save(folder, stage_model, *optimizers, step)
                 env.barrier()
