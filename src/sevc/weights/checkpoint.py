@@ -105,7 +105,7 @@ def _python_objects(path: str | os.PathLike) -> List[str]:
 
 def _pickle_of(path: str | os.PathLike) -> bytes:
     """The first bytes of a checkpoint's pickle: `data.pkl` of a zip checkpoint, else the file's."""
-    if zipfile.is_zipfile(path):
+    if _is_zip_checkpoint(path):
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
             if name is None:
