@@ -88,7 +88,9 @@ class FourPartLatentCodec(LatentCodec):
         self._masks: Dict[tuple, List[torch.Tensor]] = {}
 
     def update(self, force: bool = False) -> None:
-        self.model.update(force)
+        """Build the scale-table model's tables once: they depend on no parameter (and are shared
+        by every latent codec of the distribution), so `force` has nothing to rebuild."""
+        self.model.update()
 
     def _get_masks(self, ref: torch.Tensor) -> List[torch.Tensor]:
         key = (ref.shape[-2], ref.shape[-1], ref.dtype, ref.device)
