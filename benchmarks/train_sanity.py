@@ -48,9 +48,9 @@ Point = Tuple[float, float]  # (bpp, PSNR dB)
 def stage_config(stage: str, steps: int, args: argparse.Namespace, init: Dict[str, str]) -> Dict:
     """A training configuration for `stage` on the bundled training clips."""
     intra = stage == "i_frame"
-    crop = args.crop if intra else args.base_crop
+    side = args.crop if intra else args.base_crop
     return {**DEFAULTS, "stage": stage, "data": {"type": "folders", "root": str(TRAIN)},
-            "sequence_length": 1 if intra else args.frames, "crop": [crop, crop],
+            "sequence_length": 1 if intra else args.frames, "crop": [side, side],
             "batch_size": args.batch if intra else args.base_batch, "steps": steps, "lr": args.lr,
             "clip_grad_norm": args.clip_grad_norm, "lambdas": args.lambdas, "anchors": len(args.lambdas),
             "log_every": args.log_every, "save_every": steps, "num_workers": 0, "init": init}
@@ -120,17 +120,16 @@ def estimated_rate(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rat
 
 def pillow_curve(frames: Sequence[torch.Tensor], kind: str) -> List[Point]:
     """(mean bpp, mean PSNR) of the frames coded by Pillow's `kind` (JPEG / WEBP) at each quality."""
-    arrays = [(x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() for x in frames]
+    pictures = [Image.fromarray((x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()) for x in frames]
     curve = []
     for quality in QUALITIES:
         bpps, psnrs = [], []
-        for array in arrays:
+        for picture, x in zip(pictures, frames):
             buffer = io.BytesIO()
-            Image.fromarray(array).save(buffer, kind, quality=quality)
-            decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-            mse = np.mean((decoded.astype(np.float64) - array) ** 2) / 255 ** 2
-            bpps.append(8 * buffer.tell() / (array.shape[0] * array.shape[1]))
-            psnrs.append(10 * math.log10(1 / max(mse, 1e-10)))
+            picture.save(buffer, kind, quality=quality)
+            decoded = torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255)
+            bpps.append(8 * buffer.tell() / (picture.width * picture.height))
+            psnrs.append(psnr(decoded.permute(2, 0, 1)[None], to_8bit(x)).item())
         curve.append((float(np.mean(bpps)), float(np.mean(psnrs))))
     return sorted(curve)
 
@@ -148,7 +147,8 @@ def base_frames(frames: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     return [to_8bit(imresize(x, 0.25)) for x in frames]
 
 
-def base_layer_points(i_frame: IntraNoAR, p_frame: SEVC, frames: Sequence[torch.Tensor], rate: Rate) -> Dict[str, Point]:
+def base_layer_points(i_frame: IntraNoAR, p_frame: SEVC, frames: Sequence[torch.Tensor],
+                      rate: Rate) -> Dict[str, Point]:
     """The P-frames of a base-layer-only stream of `frames` (bpp of the base payloads per base-layer
     pixel, PSNR of the decoded base layer against the downsampled frames), and the same downsampled
     P-frames coded as I-frames."""
@@ -166,25 +166,26 @@ def evaluate(runs: Path, args: argparse.Namespace) -> Dict:
     """Every held-out number: I-frames beside JPEG / WebP, base-layer P-frames beside I-frames."""
     i_frame, p_frame = IntraNoAR(), SEVC()
     load_checkpoint(i_frame, runs / "i_frame" / "i_frame.pth.tar")
-    if (runs / "base" / "p_frame.pth.tar").is_file():
+    base_run = (runs / "base" / "p_frame.pth.tar").is_file()
+    if base_run:
         load_checkpoint(p_frame, runs / "base" / "p_frame.pth.tar")
     for model in (i_frame, p_frame):
         model.eval().update(force=True)
     clips = held_out(args.held_out_frames)
     frames = [x for clip in clips for x in clip]
-    results: Dict = {"anchors": {}, "jpeg": pillow_curve(frames, "JPEG"), "webp": pillow_curve(frames, "WEBP")}
+    results: Dict = {"anchors": {}, "untrained": [], "jpeg": pillow_curve(frames, "JPEG"),
+                     "webp": pillow_curve(frames, "WEBP")}
     torch.manual_seed(DEFAULTS["seed"])  # the trainer's fresh weights: the I-frame model before training
     untrained = IntraNoAR().eval()
     untrained.update(force=True)
     with torch.no_grad():
         for anchor, lam in enumerate(args.lambdas):
             rate = Rate.of_anchor(anchor)
-            results.setdefault("untrained", []).append(intra_point(untrained, frames, rate))
+            results["untrained"].append(intra_point(untrained, frames, rate))
             point = intra_point(i_frame, frames, rate)
             estimates = {"training_bpp": estimated_rate(i_frame, frames, rate, True),
                          "test_path_bpp": estimated_rate(i_frame, frames, rate, False)}
-            trained = (runs / "base" / "p_frame.pth.tar").is_file()
-            layers = [base_layer_points(i_frame, p_frame, clip, rate) for clip in clips] if trained else []
+            layers = [base_layer_points(i_frame, p_frame, clip, rate) for clip in clips] if base_run else []
             results["anchors"][anchor] = {"lambda": lam, "intra": point, **estimates, "base_layer": layers}
     return results
 
@@ -215,7 +216,8 @@ def report(results: Dict, seconds: Dict[str, float]) -> None:
               f"{high:.3f} bpp ({high_db:.2f} dB); '-': outside that range")
     if not any(entry["base_layer"] for entry in results["anchors"].values()):
         return
-    print("\nheld-out base layer (4x-downsampled frames): P-frames of a base-layer stream vs the same frames as I-frames")
+    print("\nheld-out base layer (4x-downsampled frames): P-frames of a base-layer stream vs the same frames "
+          "as I-frames")
     print("| anchor | clip | P bpp | P dB | I bpp | I dB | P bits / I bits |")
     print("|---|---|---|---|---|---|---|")
     for anchor, entry in results["anchors"].items():
@@ -265,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--base_steps", type=int, default=600, help="base stage steps (0: skip the stage)")
     parser.add_argument("--crop", type=int, default=64, help="I-frame stage crop side (a multiple of 16)")
     parser.add_argument("--batch", type=int, default=8, help="I-frame stage crops per step")
-    parser.add_argument("--base_crop", type=int, default=128, help="base stage crop side (the base layer codes a quarter)")
+    parser.add_argument("--base_crop", type=int, default=128,
+                        help="base stage crop side (the base layer codes a quarter)")
     parser.add_argument("--base_batch", type=int, default=4, help="base stage clips per step")
     parser.add_argument("--frames", type=int, default=3, help="frames per base-stage clip (I-frame + P-frames)")
     parser.add_argument("--lr", type=float, default=2e-4)

@@ -3,8 +3,9 @@
 Layers of the package: `numerics` (float, portable and integer arithmetic), `nn` (building
 blocks), `entropy` (entropy models and the rANS coder), `latent_codecs` (each latent's
 quantization, entropy model and coding), `models` (the paper's networks), `weights` (checkpoints,
-the models a tool codes with, stand-in weights), `codec` (whole videos, bitstreams, files), `io` (frames and outputs), `psnr`, `runtime` (threads, the deterministic set-up), `eval`
-(metrics, test.py, BD-rate), `training`, and `cli` (the command-line tools).
+the models a tool codes with, stand-in weights), `codec` (whole videos, bitstreams, files), `io`
+(frames and outputs), `psnr`, `runtime` (threads, the deterministic set-up), `eval` (metrics,
+test.py, BD-rate), `training`, and `cli` (the command-line tools).
 
 The names below are imported when first used, so that `import sevc.cli.launch` (what the tools
 start with) does not load PyTorch before the tools handle Ctrl-C.

@@ -100,7 +100,6 @@ class ScaleTableModel:
         return values.to(device=scales.device, dtype=scales.dtype)
 
 
-
 @lru_cache(maxsize=None)
 def scale_table_model(distribution: str) -> ScaleTableModel:
     """The one ScaleTableModel of `distribution`: its tables depend on nothing else, so every
