@@ -43,17 +43,6 @@ class LatentCodec(nn.Module):
         raise NotImplementedError
 
 
-def _rename(module: nn.Module, relative: str) -> str:
-    """The checkpoint name of `module`'s state_dict entry `relative` (relative to module): an entry
-    `codec.inner.leaf` of a latent codec's submodule is `<inner's checkpoint name>.leaf`."""
-    child, _, rest = relative.partition(".")
-    codec = module._modules.get(child)
-    inner, _, leaf = rest.partition(".")
-    if isinstance(codec, LatentCodec) and leaf:
-        return f"{codec.checkpoint_names.get(inner, inner)}.{leaf}"
-    return relative
-
-
 def checkpoint_layout(owner: nn.Module, order: Sequence[str]) -> None:
     """Save and load `owner`'s latent codecs under their checkpoint names, and list its state_dict
     entries in the published order: `order` names the owner's top-level checkpoint entries (its
@@ -63,10 +52,25 @@ def checkpoint_layout(owner: nn.Module, order: Sequence[str]) -> None:
     owner.register_load_state_dict_pre_hook(_load_nested)
 
 
+def _checkpoint_names(owner: nn.Module) -> Dict[str, str]:
+    """{submodule path: checkpoint name} of the submodules of `owner`'s latent codecs."""
+    return {f"{name}.{inner}": codec.checkpoint_names.get(inner, inner)
+            for name, codec in owner.named_children() if isinstance(codec, LatentCodec)
+            for inner, _ in codec.named_children()}
+
+
 def _save_flat(rank: Dict[str, int], module: nn.Module, state_dict: Dict, prefix: str, local_metadata: Dict) -> None:
-    """state_dict post-hook: the module's entries (the last ones) renamed and reordered."""
-    keys = [key for key in state_dict if key.startswith(prefix)]
-    entries = [(prefix + _rename(module, key[len(prefix):]), state_dict.pop(key)) for key in keys]
+    """state_dict post-hook: the module's entries (the last ones) renamed (`codec.inner.leaf` to
+    `<inner's checkpoint name>.leaf`) and reordered."""
+    names = _checkpoint_names(module)
+
+    def renamed(key: str) -> str:
+        codec, _, rest = key[len(prefix):].partition(".")
+        inner, _, leaf = rest.partition(".")
+        path = f"{codec}.{inner}"
+        return f"{prefix}{names[path]}.{leaf}" if path in names and leaf else key
+
+    entries = [(renamed(key), state_dict.pop(key)) for key in [key for key in state_dict if key.startswith(prefix)]]
 
     def position(entry) -> tuple:
         relative = entry[0][len(prefix):]
@@ -77,22 +81,12 @@ def _save_flat(rank: Dict[str, int], module: nn.Module, state_dict: Dict, prefix
 
 
 def _load_nested(module: nn.Module, state_dict: Dict, prefix: str, *args) -> None:
-    """load_state_dict pre-hook: checkpoint names of latent codecs' submodules to their paths."""
-    names = _checkpoint_to_module_names(module)
+    """load_state_dict pre-hook: entries under a checkpoint name moved to their submodule path."""
+    paths = {name: path for path, name in _checkpoint_names(module).items()}
     for key in [key for key in state_dict if key.startswith(prefix)]:
         head, _, leaf = key[len(prefix):].partition(".")
-        if head in names and leaf:
-            state_dict[f"{prefix}{names[head]}.{leaf}"] = state_dict.pop(key)
-
-
-def _checkpoint_to_module_names(owner: nn.Module) -> Dict[str, str]:
-    """{checkpoint name: submodule path} of the latent codecs' submodules of `owner`."""
-    names: Dict[str, str] = {}
-    for name, codec in owner.named_children():
-        if isinstance(codec, LatentCodec):
-            for inner, _ in codec.named_children():
-                names[codec.checkpoint_names.get(inner, inner)] = f"{name}.{inner}"
-    return names
+        if head in paths and leaf:
+            state_dict[f"{prefix}{paths[head]}.{leaf}"] = state_dict.pop(key)
 
 
 def latent_codecs(owner: nn.Module) -> List[LatentCodec]:
