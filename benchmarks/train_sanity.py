@@ -2,15 +2,16 @@
 frames, judged on held-out clips by real streams, beside JPEG and WebP (Pillow).
 
 1. The I-frame stage (train.py's trainer) from fresh weights on benchmarks/data/train (8 clips cut
-   from 3 videos, see its README), one lambda per q anchor.
-2. The base stage from that I-frame model, on clips of an I-frame and P-frames.
+   from 3 videos, see its README), one lambda per q anchor: rates on noisy latents for a smooth
+   start, then on rounded latents (the stream's bits, see the trainer's noisy_rate_steps).
+2. The base stage from that I-frame model, on clips of an I-frame and P-frames, likewise.
 3. On the held-out clips (tests/data/clips/bikes_256x128 and the bundled carphone clip, neither
    trained on): each anchor's I-frames compressed and decompressed (bytes of the real payloads),
    beside JPEG and WebP at the same bpp (their quality sweep interpolated); then the base layer's
    P-frames (a base-layer-only stream) beside the same 4x-downsampled frames coded as I-frames.
 
 Prints the numbers and (--figure) plots the training curves and the RD points. Run:
-  python benchmarks/train_sanity.py [--i_steps 1000] [--base_steps 600] [--threads 2] [--keep DIR] [--figure FILE]
+  python benchmarks/train_sanity.py [--i_steps 2600] [--base_steps 800] [--threads 2] [--keep DIR] [--figure FILE]
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from PIL import Image
 from sevc.codec.video import VideoCodec
 from sevc.psnr import psnr
 from sevc.io.frames import png_frames, read_png
+from sevc.latent_codecs import use_noisy_rate
 from sevc.models import IntraNoAR, Rate, SEVC
 from sevc.weights import load_checkpoint
 from sevc.nn.padding import crop
@@ -49,11 +51,13 @@ def stage_config(stage: str, steps: int, args: argparse.Namespace, init: Dict[st
     """A training configuration for `stage` on the bundled training clips."""
     intra = stage == "i_frame"
     side = args.crop if intra else args.base_crop
+    noisy_steps = args.i_noisy_steps if intra else args.base_noisy_steps
     return {**DEFAULTS, "stage": stage, "data": {"type": "folders", "root": str(TRAIN)},
             "sequence_length": 1 if intra else args.frames, "crop": [side, side],
             "batch_size": args.batch if intra else args.base_batch, "steps": steps, "lr": args.lr,
             "clip_grad_norm": args.clip_grad_norm, "lambdas": args.lambdas, "anchors": len(args.lambdas),
-            "log_every": args.log_every, "save_every": steps, "num_workers": 0, "init": init}
+            "log_every": args.log_every, "save_every": steps, "num_workers": 0, "init": init,
+            "noisy_rate_steps": noisy_steps}
 
 
 def run_stage(stage: str, steps: int, args: argparse.Namespace, runs: Path, init: Dict[str, str]) -> List[Dict]:
@@ -84,6 +88,12 @@ def read_logs(runs: Path) -> Dict[str, List[Dict]]:
             for stage in ("i_frame", "base") if (runs / stage / "log.jsonl").is_file()}
 
 
+def noisy_rate_steps(runs: Path) -> Dict[str, int]:
+    """The steps each stage kept in `runs` trained with noisy rates (from its configuration)."""
+    return {stage: json.loads((runs / stage / "config.json").read_text()).get("noisy_rate_steps", 0)
+            for stage in ("i_frame", "base") if (runs / stage / "config.json").is_file()}
+
+
 def to_8bit(x: torch.Tensor) -> torch.Tensor:
     """Frames in [0, 1] as a decoder writes them (8-bit levels), back in [0, 1]."""
     return (x.clamp(0, 1) * 255).round() / 255
@@ -106,14 +116,16 @@ def intra_point(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate) 
     return float(np.mean(bpps)), float(np.mean(psnrs))
 
 
-def estimated_rate(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate, training: bool) -> float:
-    """Mean bpp the model estimates for the frames: in train mode what the training objective sees
-    (the noisy rate proxy), in eval mode the test path's estimate (rounded latents)."""
-    i_frame.train(training)
+def training_rate(i_frame: IntraNoAR, frames: Sequence[torch.Tensor], rate: Rate, noisy: bool) -> float:
+    """Mean bpp the training objective sees for the frames (train mode): on noisy latents (the
+    warm-up's proxy) or on rounded ones (the later steps; the test path's estimate too)."""
+    i_frame.train()
+    use_noisy_rate(i_frame, noisy)
     torch.manual_seed(0)
     try:
         bits = [i_frame(IntraNoAR.pad_frame(x), rate=rate).bits.item() / (x.shape[2] * x.shape[3]) for x in frames]
     finally:
+        use_noisy_rate(i_frame, False)
         i_frame.eval()
     return float(np.mean(bits))
 
@@ -183,8 +195,8 @@ def evaluate(runs: Path, args: argparse.Namespace) -> Dict:
             rate = Rate.of_anchor(anchor)
             results["untrained"].append(intra_point(untrained, frames, rate))
             point = intra_point(i_frame, frames, rate)
-            estimates = {"training_bpp": estimated_rate(i_frame, frames, rate, True),
-                         "test_path_bpp": estimated_rate(i_frame, frames, rate, False)}
+            estimates = {"training_bpp": training_rate(i_frame, frames, rate, False),
+                         "noisy_bpp": training_rate(i_frame, frames, rate, True)}
             layers = [base_layer_points(i_frame, p_frame, clip, rate) for clip in clips] if base_run else []
             results["anchors"][anchor] = {"lambda": lam, "intra": point, **estimates, "base_layer": layers}
     return results
@@ -198,9 +210,9 @@ def report(results: Dict, seconds: Dict[str, float]) -> None:
     if seconds:
         print("\ntraining time: " + ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items()))
     print("\nheld-out I-frames (real streams) beside JPEG and WebP at the same bpp")
-    print("(estimated bpp of the same frames: the training objective's (train mode, noisy latents) and the "
-          "test path's (rounded latents))")
-    print("| anchor | lambda | bpp | training bpp | test-path bpp | PSNR dB | JPEG dB | WebP dB | vs JPEG | vs WebP |")
+    print("(the same frames' bpp as the training objective sees them: on rounded latents (the last steps) and "
+          "on noisy latents (the warm-up))")
+    print("| anchor | lambda | bpp | training bpp | noisy-rate bpp | PSNR dB | JPEG dB | WebP dB | vs JPEG | vs WebP |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for anchor, (bpp, quality) in enumerate(results["untrained"]):
         print(f"| {anchor} (before training) | - | {bpp:.3f} | - | - | {quality:.2f} | - | - | - | - |")
@@ -208,7 +220,7 @@ def report(results: Dict, seconds: Dict[str, float]) -> None:
         bpp, quality = entry["intra"]
         jpeg, webp = psnr_at(results["jpeg"], bpp), psnr_at(results["webp"], bpp)
         print(f"| {anchor} | {entry['lambda']:g} | {bpp:.3f} | {entry['training_bpp']:.3f} | "
-              f"{entry['test_path_bpp']:.3f} | {quality:.2f} | "
+              f"{entry['noisy_bpp']:.3f} | {quality:.2f} | "
               f"{shown(jpeg)} | {shown(webp)} | {shown(quality - jpeg, '+.2f')} | {shown(quality - webp, '+.2f')} |")
     for name in ("jpeg", "webp"):
         (low, low_db), (high, high_db) = results[name][0], results[name][-1]
@@ -227,7 +239,7 @@ def report(results: Dict, seconds: Dict[str, float]) -> None:
                   f"{p_bpp / i_bpp:.2f} |")
 
 
-def plot(logs: Dict[str, List[Dict]], results: Dict, path: str) -> None:
+def plot(logs: Dict[str, List[Dict]], noisy_steps: Dict[str, int], results: Dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -244,7 +256,11 @@ def plot(logs: Dict[str, List[Dict]], results: Dict, path: str) -> None:
         twin = ax.twinx()
         twin.plot(steps, [line[f"{prefix}psnr"] for line in logs[stage]], label="PSNR", color="tab:red")
         twin.set_ylabel("PSNR dB", color="tab:red")
-        ax.legend(loc="upper right")
+        if noisy_steps.get(stage):
+            ax.axvline(noisy_steps[stage], color="gray", linestyle=":", label="noisy -> rounded rates")
+        handles, labels = (sum(pair, []) for pair in zip(ax.get_legend_handles_labels(),
+                                                         twin.get_legend_handles_labels()))
+        twin.legend(handles, labels, loc="center right")
     ax = axes[-1]
     for name in ("jpeg", "webp"):
         ax.plot(*zip(*results[name]), label=name.upper(), marker=".")
@@ -262,33 +278,43 @@ def plot(logs: Dict[str, List[Dict]], results: Dict, path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--i_steps", type=int, default=1000, help="I-frame stage steps (0: train only the base stage, "
+    parser.add_argument("--i_steps", type=int, default=2600, help="I-frame stage steps (0: train only the base stage, "
                         "from the I-frame run kept in --keep)")
-    parser.add_argument("--base_steps", type=int, default=600, help="base stage steps (0: skip the stage)")
+    parser.add_argument("--i_noisy_steps", type=int, default=2000,
+                        help="the I-frame stage's first steps with rates on noisy latents")
+    parser.add_argument("--base_steps", type=int, default=800, help="base stage steps (0: skip the stage)")
+    parser.add_argument("--base_noisy_steps", type=int, default=600,
+                        help="the base stage's first steps with rates on noisy latents")
     parser.add_argument("--crop", type=int, default=64, help="I-frame stage crop side (a multiple of 16)")
     parser.add_argument("--batch", type=int, default=8, help="I-frame stage crops per step")
     parser.add_argument("--base_crop", type=int, default=128,
                         help="base stage crop side (the base layer codes a quarter)")
     parser.add_argument("--base_batch", type=int, default=4, help="base stage clips per step")
-    parser.add_argument("--frames", type=int, default=3, help="frames per base-stage clip (I-frame + P-frames)")
+    parser.add_argument("--frames", type=int, default=4, help="frames per base-stage clip (I-frame + P-frames)")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--clip_grad_norm", type=float, default=1.0)
     parser.add_argument("--lambdas", type=float, nargs="+", default=[50.0, 400.0], help="one per q anchor")
     parser.add_argument("--log_every", type=int, default=10)
-    parser.add_argument("--held_out_frames", type=int, default=4, help="frames of each held-out clip")
+    parser.add_argument("--held_out_frames", type=int, default=4,
+                        help="frames of each held-out clip (at most --frames: a P-frame's feature adaptor "
+                        "depends on its position, and a fresh base stage trains those of its clips' positions)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--keep", help="keep the runs (checkpoints, logs) in this new folder")
     parser.add_argument("--from_runs", help="evaluate the runs kept in this folder (--keep) instead of training")
     parser.add_argument("--figure", help="write the figure (PNG) here")
     args = parser.parse_args(argv)
+    if args.held_out_frames > args.frames:
+        parser.error(f"--held_out_frames {args.held_out_frames} would judge P-frames at positions the base stage "
+                     f"never trained (--frames {args.frames})")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         runs = Path(args.from_runs or args.keep or scratch)
         logs, seconds = (read_logs(runs), {}) if args.from_runs else train_stages(runs, args)
         results = evaluate(runs, args)
+        noisy_steps = noisy_rate_steps(runs)
     report(results, seconds)
     if args.figure:
-        plot(logs, results, args.figure)
+        plot(logs, noisy_steps, results, args.figure)
 
 
 if __name__ == "__main__":

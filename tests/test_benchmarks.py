@@ -23,8 +23,9 @@ TINY = {
     "integer_conv.py": (["--threads", "1", "--repeats", "1", "--shrink", "16"], "equal"),
     "portable_math.py": (["--threads", "1", "--repeat", "1", "--shrink", "64"], "softmax"),
     "rans_throughput.py": (["--symbols", "20000", "--repeats", "1"], "bits/symbol"),
-    "train_sanity.py": (["--i_steps", "2", "--base_steps", "2", "--batch", "2", "--base_batch", "2", "--base_crop", "64",
-                         "--log_every", "1", "--held_out_frames", "2", "--threads", "1"], "P bits / I bits"),
+    "train_sanity.py": (["--i_steps", "2", "--i_noisy_steps", "1", "--base_steps", "2", "--base_noisy_steps", "1",
+                         "--batch", "2", "--base_batch", "2", "--base_crop", "64", "--log_every", "1",
+                         "--held_out_frames", "2", "--threads", "1"], "P bits / I bits"),
 }
 
 

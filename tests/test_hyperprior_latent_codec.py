@@ -1,6 +1,7 @@
 """The hyperprior latent codec: z is read back exactly, and so are the prior features it gives."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -34,10 +35,13 @@ def test_z_and_the_prior_features_are_read_back():
     assert torch.equal(z.y_hat, z.y_hat.round()) and z.bits().item() > 0
 
 
-def test_train_mode_estimates_the_rate_on_noisy_z():
+@pytest.mark.parametrize("noisy_rate", [False, True])
+def test_train_mode_estimates_the_rate_on_rounded_or_noisy_z(noisy_rate):
+    """Train mode: the rate on z_hat itself (default) or on z plus noise; the gradient reaches y."""
     codec = hyperprior().train()
+    codec.noisy_rate = noisy_rate
     y = torch.randn(1, 8, 8, 8, requires_grad=True)
     z, features = codec(20 * y)
-    assert not torch.equal(z.proxy, z.y_hat)
+    assert torch.equal(z.proxy, z.y_hat) != noisy_rate
     (z.bits() + features.sum()).backward()
     assert y.grad.abs().sum() > 0

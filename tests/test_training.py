@@ -15,6 +15,7 @@ from PIL import Image
 
 from sevc.errors import TrainingError
 from sevc.io.outputs import MANIFEST
+from sevc.latent_codecs import use_noisy_rate
 from sevc.weights.checkpoint import named_parameters, read_state_dict
 from sevc.cli import encode, evaluate, train as train_cli
 from sevc.models.intra import IntraNoAR
@@ -22,7 +23,8 @@ from sevc.models.rate import Rate
 from sevc.models.sevc import SEVC
 from sevc.training.data import SequenceFolder, Vimeo90k
 from sevc.training.losses import Objective
-from sevc.training.stages import OBJECTIVES, STAGES, StageModel, trained_names, unused_modules
+from sevc.training.stages import (OBJECTIVES, STAGES, StageModel, positions_left_untrained, trained_names,
+                                  unused_modules)
 from sevc.training.trainer import load_config, train
 
 from conftest import CLI_CASE, CLIPS, REPO, assert_clear_error, cli, stand_in_model
@@ -153,8 +155,9 @@ def test_trained_checkpoints_load_in_test_py_and_encoder(tmp_path, capsys):
 
 
 def test_training_bits_track_the_real_stream():
-    """On one frame, with the fixture weights and the tables built: the training-time rate (noisy
-    latents) is within 5% of the real stream's size, the test-path estimate within 3%."""
+    """On one frame, with the fixture weights and the tables built: the training-time rate is
+    within 5% of the real stream's size (noisy latents; rounded ones give the test path's
+    estimate), the test-path estimate within 3%."""
     from sevc.io.frames import read_png
 
     model = stand_in_model(IntraNoAR(), "i_frame", case_info(CLI_CASE)["seed"])
@@ -165,11 +168,36 @@ def test_training_bits_track_the_real_stream():
             real = len(model.compress(x, rate=Rate.of_anchor(anchor)).payloads[0]) * 8
             estimated = model(x, rate=Rate.of_anchor(anchor)).bits.item()
             model.train()
+            rounded = model(x, rate=Rate.of_anchor(anchor)).bits.item()
+            use_noisy_rate(model, True)
             torch.manual_seed(0)
             training = model(x, rate=Rate.of_anchor(anchor)).bits.item()
+            use_noisy_rate(model, False)
             model.eval()
+        assert rounded == estimated
         assert abs(training / real - 1) < 0.05, (training, real)
         assert abs(estimated / real - 1) < 0.03, (estimated, real)
+
+
+def test_the_first_noisy_rate_steps_train_on_noisy_rates(tmp_path):
+    """Runs of 2 steps with noisy_rate_steps 0, 1 and 2: the first step's rate is noisy in the
+    runs with 1 and 2 (the same number), rounded in the run with 0; the second step's is noisy
+    only in the run with 2, though both started it from the same weights."""
+    logged = {}
+    for noisy_steps in (0, 1, 2):
+        train(small_config("i_frame", steps=2, noisy_rate_steps=noisy_steps), tmp_path / str(noisy_steps))
+        logged[noisy_steps] = [json.loads(line)["bpp"] for line in (tmp_path / str(noisy_steps) / "log.jsonl")
+                               .read_text().splitlines()]
+    assert logged[1][0] == logged[2][0] != logged[0][0]
+    assert logged[1][1] != logged[2][1]
+
+
+def test_short_clips_warn_of_untrained_feature_adaptors(tmp_path, capsys):
+    """A P-frame picks its feature adaptor by position: 3-frame clips never train those of
+    positions 3 and 5, and the run says so; 6-frame clips train them all."""
+    train(small_config("base"), tmp_path)
+    assert "P-frames at positions 3, 5 after an I-frame" in capsys.readouterr().err
+    assert positions_left_untrained(4) == [5] and positions_left_untrained(6) == []
 
 
 def vimeo_folder(root, septuplets: int):

@@ -1,8 +1,10 @@
 """Quantization of latents and the estimated bits of quantized latents.
 
 At inference latents are rounded. In training (the modules in train mode) the decoder side gets
-straight-through rounding and the rates are estimated on the latent plus uniform noise, the
-differentiable proxy of rounding.
+straight-through rounding, and the rates are estimated either on the latent plus uniform noise
+(the smooth proxy of rounding, for training from fresh weights) or on the straight-through
+rounded latent itself, as DCVC-DC's family quantizes in training: then the training-time rate is
+the test path's estimate, the bits the stream pays.
 """
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ def quantize(x: torch.Tensor, training: bool = False) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def rate_proxy(x: torch.Tensor, x_q: torch.Tensor, training: bool = False,
+def rate_proxy(x: torch.Tensor, x_q: torch.Tensor, noisy: bool = False,
                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """What the rate is estimated on: the rounded latent x_q at inference; in training x plus
-    uniform noise in [-0.5, 0.5) (only where `mask` is 1), the differentiable proxy of rounding."""
-    if not training:
+    """What the rate is estimated on: the rounded latent x_q (from `quantize`), or, if `noisy`, x
+    plus uniform noise in [-0.5, 0.5) (only where `mask` is 1)."""
+    if not noisy:
         return x_q
     noise = torch.empty_like(x).uniform_(-0.5, 0.5)
     return x + (noise if mask is None else noise * mask)

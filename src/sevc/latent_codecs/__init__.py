@@ -8,8 +8,9 @@ codecs.
 | `HyperpriorLatentCodec` | the hyperprior latent z of a latent y, and the features it gives y's prior | factorized (`BitEstimator`) |
 | `FourPartLatentCodec` | a latent y given its prior's parameters, in DCVC-DC's four spatial steps | Gaussian or Laplace scale table |
 """
-from .base import CodedLatent, LatentCodec, checkpoint_layout
+from .base import CodedLatent, LatentCodec, checkpoint_layout, use_noisy_rate
 from .four_part import FourPartLatentCodec
 from .hyperprior import HyperpriorLatentCodec
 
-__all__ = ["CodedLatent", "FourPartLatentCodec", "HyperpriorLatentCodec", "LatentCodec", "checkpoint_layout"]
+__all__ = ["CodedLatent", "FourPartLatentCodec", "HyperpriorLatentCodec", "LatentCodec", "checkpoint_layout",
+           "use_noisy_rate"]

@@ -32,15 +32,30 @@ class CodedLatent(Protocol):
 
 class LatentCodec(nn.Module):
     """Base of latent codecs. `checkpoint_names`: {submodule name: its name in the owner's
-    checkpoint}; submodules not listed keep their own name."""
+    checkpoint}; submodules not listed keep their own name. `noisy_rate` (False unless set): in
+    train mode, estimate the rate on the latent plus uniform noise instead of the straight-through
+    rounded latent (see `sevc.entropy.quantization`)."""
 
     def __init__(self, checkpoint_names: Dict[str, str]):
         super().__init__()
         self.checkpoint_names = dict(checkpoint_names)
+        self.noisy_rate = False
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the rate is estimated on noisy latents now (train mode and noisy_rate)."""
+        return self.training and self.noisy_rate
 
     def update(self, force: bool = False) -> None:
         """Build the entropy model's rANS tables (needed before coding a payload)."""
         raise NotImplementedError
+
+
+def use_noisy_rate(model: nn.Module, noisy: bool) -> None:
+    """Set `noisy_rate` of every latent codec in `model`."""
+    for module in model.modules():
+        if isinstance(module, LatentCodec):
+            module.noisy_rate = noisy
 
 
 def checkpoint_layout(owner: nn.Module, order: Sequence[str]) -> None:

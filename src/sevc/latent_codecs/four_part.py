@@ -39,7 +39,7 @@ class FourPartLatent:
     """A latent y [B, C, H, W] coded with the four-part prior (a CodedLatent).
 
     y_hat: the dequantized latent; y_q: the integer residuals (y / step - mean, rounded; in
-    training the noisy ones, the rate proxy); scales: the scale of each residual (its entropy
+    training with a noisy rate, the noisy ones); scales: the scale of each residual (its entropy
     model); steps: per coding step, the residuals and scales entropy-coded, each [B, C/4, H, W].
     """
 
@@ -124,8 +124,8 @@ class FourPartLatentCodec(LatentCodec):
 
     def forward(self, y: torch.Tensor, params: torch.Tensor) -> FourPartLatent:
         """Quantize y [B, C, H, W] step by step (test path, training and compress). In train
-        mode: straight-through rounding for y_hat, and the noisy residuals as the rate proxy
-        (see `sevc.entropy.quantization`)."""
+        mode: straight-through rounding for y_hat, and the rate estimated on the residuals that
+        `noisy_rate` chooses (see `sevc.entropy.quantization`)."""
         quant_step = self.quant_step(params)
         y_groups = (y / quant_step).chunk(GROUPS, 1)
         q_parts = [[] for _ in range(GROUPS)]
@@ -140,7 +140,7 @@ class FourPartLatentCodec(LatentCodec):
                 residual = (y_groups[g] - means_hat) * mask
                 y_q = quantize(residual, self.training)
                 hats.append(y_q + means_hat)
-                y_q = rate_proxy(residual, y_q, self.training, mask)
+                y_q = rate_proxy(residual, y_q, self.noisy, mask)
                 q_parts[g].append(y_q)
                 s_parts[g].append(scales_hat)
                 step_q = step_q + y_q

@@ -20,7 +20,7 @@ from .base import LatentCodec
 @dataclass
 class FactorizedLatent:
     """A hyperprior latent z [B, C, h, w] (a CodedLatent): y_hat is the rounded z, proxy what its
-    rate is estimated on (z_hat at inference, z plus uniform noise in training)."""
+    rate is estimated on (z_hat, or z plus uniform noise in training with a noisy rate)."""
 
     y_hat: torch.Tensor
     proxy: torch.Tensor
@@ -49,11 +49,11 @@ class HyperpriorLatentCodec(LatentCodec):
         self.bit_estimator.update(force)
 
     def forward(self, y: torch.Tensor) -> Tuple[FactorizedLatent, torch.Tensor]:
-        """The coded z of y and the prior features of z_hat (straight-through rounding and a
-        noisy rate proxy in train mode)."""
+        """The coded z of y and the prior features of z_hat (straight-through rounding in train
+        mode, and the rate proxy that `noisy_rate` chooses)."""
         z = self.encoder(pad_to_multiple(y, HYPER_INPUT_MULTIPLE, mode="replicate"))
         z_hat = quantize(z, self.training)
-        return FactorizedLatent(z_hat, rate_proxy(z, z_hat, self.training), self.bit_estimator), self.decoder(z_hat)
+        return FactorizedLatent(z_hat, rate_proxy(z, z_hat, self.noisy), self.bit_estimator), self.decoder(z_hat)
 
     def decode(self, coder: EntropyCoder, size: Tuple[int, int], device: torch.device) -> torch.Tensor:
         """Read z_hat [1, C, size[0], size[1]] and return its prior features, on `device`."""

@@ -9,8 +9,8 @@
 
 P-frame stages code clips in cascade: frame 0 with the (frozen) I-frame codec, every later
 frame with the P-frame model from the model's own reconstructions, as at inference. Trained
-modules run in train mode (straight-through rounding, noisy rates, see
-`sevc.entropy.quantization`); frozen ones in eval mode, so they behave exactly as at inference.
+modules run in train mode (straight-through rounding; rates on noisy or rounded latents, see
+`sevc.entropy.quantization` and `StageModel.noisy_rate`); frozen ones in eval mode, so they behave exactly as at inference.
 """
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from typing import Iterator, List, Tuple
 import torch
 from torch import nn
 
+from ..latent_codecs import LatentCodec, use_noisy_rate
 from ..models.buffers import Buffers
 from ..models.intra import IntraNoAR
 from ..models.rate import Rate
 from ..models.sevc import SEVC, base_input
+from ..models.temporal_context import FEATURE_ADAPTOR_FOR_INDEX
 from ..nn.padding import FRAME_MULTIPLE
 from ..weights.checkpoint import named_parameters
 from .losses import FrameTerms, Objective, mse
@@ -37,6 +39,14 @@ def unused_modules(p_frame: SEVC) -> List[nn.Module]:
     has no hyperprior; the Swin fusion's first convolutions are never called): never trained."""
     fusion = p_frame.latent_ILP.fusion
     return [p_frame.EL_codec.bit_estimator_z, fusion.conv_first, fusion.conv_first_feat]
+
+
+def positions_left_untrained(sequence_length: int) -> List[int]:
+    """Frame positions (since the I-frame) whose P-frame feature adaptor clips of `sequence_length`
+    frames never train: a P-frame after a P-frame picks its adaptor by position
+    (FEATURE_ADAPTOR_FOR_INDEX), and positions 2 to 5 use them all (the next ones repeat)."""
+    trained = {FEATURE_ADAPTOR_FOR_INDEX[t % 4] for t in range(2, sequence_length)}
+    return [t for t in range(2, 6) if FEATURE_ADAPTOR_FOR_INDEX[t % 4] not in trained]
 
 
 def trained_names(stage: str, model: nn.Module) -> List[str]:
@@ -88,6 +98,16 @@ class StageModel(nn.Module):
             if self.stage == "augment":
                 self.p_frame.BL_codec.eval()
         return self
+
+    @property
+    def noisy_rate(self) -> bool:
+        """Whether the trained model estimates its rates on noisy latents (True) or on the
+        straight-through rounded ones (False, the bits its stream pays)."""
+        return all(m.noisy_rate for m in self.trained.modules() if isinstance(m, LatentCodec))
+
+    @noisy_rate.setter
+    def noisy_rate(self, noisy: bool) -> None:
+        use_noisy_rate(self.trained, noisy)
 
     def trained_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.trained.parameters() if p.requires_grad)

@@ -13,6 +13,9 @@ A stage configuration (JSON, see train_configs/) holds:
     detach_every       cut the gradient through the references every N P-frames (0: never)
     init               {"i_frame": path or null, "p_frame": path or null}: weights to start from
     clip_grad_norm     null, or the largest gradient norm of a step (larger ones are scaled down to it)
+    noisy_rate_steps   the first N steps of the stage estimate the rates on latents plus uniform
+                       noise (a smooth start from fresh weights); later steps on the
+                       straight-through rounded latents, the bits the stream pays (0: from the start)
     amp                null (float32), "bf16" or "fp16": mixed precision (torch.autocast; fp16 with a
                        gradient scaler)
     save_every, log_every, num_workers, seed    (the loss and numbers are read from the device
@@ -57,25 +60,25 @@ from ..runtime import usable_cores
 from ..weights.checkpoint import load_checkpoint, named_parameters
 from .data import ClipDataset, ReadFailure, Reported, build_dataset, collate
 from .losses import FRAME_WEIGHTS, LAMBDAS, LAYER_WEIGHT, Objective, summarize
-from .stages import OBJECTIVES, STAGES, StageModel, trained_names
+from .stages import OBJECTIVES, STAGES, StageModel, positions_left_untrained, trained_names
 
 DEFAULTS = {
     "sequence_length": 6, "crop": [256, 256], "batch_size": 8, "steps": 100000, "lr": 1e-4,
     "lr_milestones": [], "lr_gamma": 0.1, "lambdas": list(LAMBDAS), "frame_weights": list(FRAME_WEIGHTS),
     "layer_weight": LAYER_WEIGHT, "init": {"i_frame": None, "p_frame": None}, "save_every": 1000,
     "log_every": 10, "num_workers": 2, "seed": 0, "anchors": 4, "detach_every": 0, "amp": None,
-    "clip_grad_norm": None,
+    "clip_grad_norm": None, "noisy_rate_steps": 0,
 }
 AMP = {None: Precision.FP32, "bf16": Precision.BF16, "fp16": Precision.FP16}
 COUNTS = {"sequence_length": 1, "batch_size": 1, "steps": 1, "save_every": 1, "log_every": 1, "anchors": 1,
-          "num_workers": 0, "detach_every": 0, "seed": 0}  # integer entries and their smallest value
+          "num_workers": 0, "detach_every": 0, "seed": 0, "noisy_rate_steps": 0}  # integer entries and their smallest value
 MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
 STATE_FILE = "train_state.pt"
 STATE_KEYS = {"step", "optimizer", "scheduler", "scaler", "torch_rng", "stage"}
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "config.json"
 RUN = OutputKind("a training run", "|".join(map(re.escape, [CONFIG_FILE, LOG_FILE, STATE_FILE, *MODEL_FILES.values()])))
-RESUMABLE = ("steps", "save_every", "log_every", "num_workers", "data.root")  # what a resumed run may change
+RESUMABLE = ("steps", "save_every", "log_every", "num_workers", "data.root", "noisy_rate_steps")  # what a resumed run may change
 
 
 def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Dict:
@@ -375,6 +378,7 @@ def _train(config: Dict, output: Path, resume: bool, overwrite: bool, inputs: Li
     folder = RecordedFolder(output, RUN)
     if env.main:
         _start_output(folder, config, resume, overwrite, inputs)
+        _warn_untrained_positions(config)
     env.barrier()
     try:
         return _loop(config, folder, stage_model, dataset, (optimizer, scheduler, scaler), step, env)
@@ -382,6 +386,16 @@ def _train(config: Dict, output: Path, resume: bool, overwrite: bool, inputs: Li
         if env.main and not resume and STATE_FILE not in folder.written:
             folder.discard()
         raise
+
+
+def _warn_untrained_positions(config: Dict) -> None:
+    """A P-frame stage on short clips leaves the feature adaptors of later positions as they started
+    (from fresh weights, those positions then code badly): say so on stderr."""
+    untrained = positions_left_untrained(config["sequence_length"]) if config["stage"] != "i_frame" else []
+    if untrained:
+        print(f"warning: clips of {config['sequence_length']} frames never train the feature adaptors of P-frames "
+              f"at positions {', '.join(map(str, untrained))} after an I-frame (nor those 4, 8, ... later); "
+              "sequence_length 6 trains them all", file=sys.stderr)
 
 
 def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset: ClipDataset, optimizers: Tuple,
@@ -407,6 +421,7 @@ def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset
             if isinstance(clips, ReadFailure):
                 raise TrainingError(clips.message)
             anchor = step % config["anchors"]
+            stage_model.noisy_rate = step < config["noisy_rate_steps"]
             started = time.time()
             loss, terms = _step(network, clips.to(env.device), anchor, AMP[config["amp"]], optimizers, env,
                                 config["clip_grad_norm"])
