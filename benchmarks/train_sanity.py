@@ -154,6 +154,17 @@ def psnr_at(curve: Sequence[Point], bpp: float) -> float:
     return float(np.interp(bpp, rates, quality))
 
 
+def versus_intra(p_frame: Point, intra: Sequence[Point]) -> str:
+    """A P-frame point against the I-frame points of the same frames: the PSNR it gains at equal
+    bpp (on the I-frame curve, interpolated), or whether it beats an I-frame point outright."""
+    gain = p_frame[1] - psnr_at(sorted(intra), p_frame[0])
+    if not math.isnan(gain):
+        return f"{gain:+.2f} dB at equal bpp"
+    if any(p_frame[0] <= bpp and p_frame[1] >= quality for bpp, quality in intra):
+        return "fewer bits, higher PSNR"
+    return "-"
+
+
 def base_frames(frames: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     """The frames as the base layer sees them: 4x bicubic-downsampled, on 8-bit levels."""
     return [to_8bit(imresize(x, 0.25)) for x in frames]
@@ -230,13 +241,14 @@ def report(results: Dict, seconds: Dict[str, float]) -> None:
         return
     print("\nheld-out base layer (4x-downsampled frames): P-frames of a base-layer stream vs the same frames "
           "as I-frames")
-    print("| anchor | clip | P bpp | P dB | I bpp | I dB | P bits / I bits |")
-    print("|---|---|---|---|---|---|---|")
+    print("| anchor | clip | P bpp | P dB | I bpp | I dB | P bits / I bits | P vs the I-frame curve |")
+    print("|---|---|---|---|---|---|---|---|")
     for anchor, entry in results["anchors"].items():
-        for folder, points in zip(HELD_OUT, entry["base_layer"]):
+        for k, (folder, points) in enumerate(zip(HELD_OUT, entry["base_layer"])):
             (p_bpp, p_db), (i_bpp, i_db) = points["P"], points["I"]
+            intra = [other["base_layer"][k]["I"] for other in results["anchors"].values()]
             print(f"| {anchor} | {folder.name} | {p_bpp:.3f} | {p_db:.2f} | {i_bpp:.3f} | {i_db:.2f} | "
-                  f"{p_bpp / i_bpp:.2f} |")
+                  f"{p_bpp / i_bpp:.2f} | {versus_intra(points['P'], intra)} |")
 
 
 def plot(logs: Dict[str, List[Dict]], noisy_steps: Dict[str, int], results: Dict, path: str) -> None:
