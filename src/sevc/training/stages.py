@@ -10,7 +10,8 @@
 P-frame stages code clips in cascade: frame 0 with the (frozen) I-frame codec, every later
 frame with the P-frame model from the model's own reconstructions, as at inference. Trained
 modules run in train mode (straight-through rounding; rates on noisy or rounded latents, see
-`sevc.entropy.quantization` and `StageModel.noisy_rate`); frozen ones in eval mode, so they behave exactly as at inference.
+`sevc.entropy.quantization` and `StageModel.noisy_rate`); frozen ones in eval mode, so they
+behave exactly as at inference.
 """
 from __future__ import annotations
 

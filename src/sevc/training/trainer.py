@@ -71,14 +71,16 @@ DEFAULTS = {
 }
 AMP = {None: Precision.FP32, "bf16": Precision.BF16, "fp16": Precision.FP16}
 COUNTS = {"sequence_length": 1, "batch_size": 1, "steps": 1, "save_every": 1, "log_every": 1, "anchors": 1,
-          "num_workers": 0, "detach_every": 0, "seed": 0, "noisy_rate_steps": 0}  # integer entries and their smallest value
+          "num_workers": 0, "detach_every": 0, "seed": 0,
+          "noisy_rate_steps": 0}  # integer entries and their smallest value
 MODEL_FILES = {"i_frame": "i_frame.pth.tar", "p_frame": "p_frame.pth.tar"}
 STATE_FILE = "train_state.pt"
 STATE_KEYS = {"step", "optimizer", "scheduler", "scaler", "torch_rng", "stage"}
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "config.json"
 RUN = OutputKind("a training run", "|".join(map(re.escape, [CONFIG_FILE, LOG_FILE, STATE_FILE, *MODEL_FILES.values()])))
-RESUMABLE = ("steps", "save_every", "log_every", "num_workers", "data.root", "noisy_rate_steps")  # what a resumed run may change
+# what a resumed run may change
+RESUMABLE = ("steps", "save_every", "log_every", "num_workers", "data.root", "noisy_rate_steps")
 
 
 def load_config(path: str | os.PathLike, overrides: Optional[Dict] = None) -> Dict:
