@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sevc.latent_codecs import use_noisy_rate
 from sevc.models.intra import IntraNoAR
 from sevc.models.rate import Rate
 from sevc.models.sevc import SEVC, base_input
@@ -27,7 +28,7 @@ def overfit(stage, size, steps, lr, lambdas=None, noisy_rate=None):
     objective = Objective(OBJECTIVES[stage]) if lambdas is None else Objective(OBJECTIVES[stage], lambdas)
     model = StageModel(stage, IntraNoAR(), SEVC(), objective).train()
     if noisy_rate is not None:
-        model.noisy_rate = noisy_rate
+        use_noisy_rate(model.trained, noisy_rate)
     optimizer = torch.optim.Adam(list(model.trained_parameters()), lr=lr)
 
     def measure():

@@ -53,9 +53,8 @@ class LatentCodec(nn.Module):
 
 def use_noisy_rate(model: nn.Module, noisy: bool) -> None:
     """Set `noisy_rate` of every latent codec in `model`."""
-    for module in model.modules():
-        if isinstance(module, LatentCodec):
-            module.noisy_rate = noisy
+    for codec in latent_codecs(model):
+        codec.noisy_rate = noisy
 
 
 def checkpoint_layout(owner: nn.Module, order: Sequence[str]) -> None:

@@ -10,7 +10,7 @@
 P-frame stages code clips in cascade: frame 0 with the (frozen) I-frame codec, every later
 frame with the P-frame model from the model's own reconstructions, as at inference. Trained
 modules run in train mode (straight-through rounding; rates on noisy or rounded latents, see
-`sevc.entropy.quantization` and `StageModel.noisy_rate`); frozen ones in eval mode, so they
+`sevc.entropy.quantization` and `sevc.latent_codecs.use_noisy_rate`); frozen ones in eval mode, so they
 behave exactly as at inference.
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Iterator, List, Tuple
 import torch
 from torch import nn
 
-from ..latent_codecs import LatentCodec, use_noisy_rate
 from ..models.buffers import Buffers
 from ..models.intra import IntraNoAR
 from ..models.rate import Rate
@@ -99,16 +98,6 @@ class StageModel(nn.Module):
             if self.stage == "augment":
                 self.p_frame.BL_codec.eval()
         return self
-
-    @property
-    def noisy_rate(self) -> bool:
-        """Whether the trained model estimates its rates on noisy latents (True) or on the
-        straight-through rounded ones (False, the bits its stream pays)."""
-        return all(m.noisy_rate for m in self.trained.modules() if isinstance(m, LatentCodec))
-
-    @noisy_rate.setter
-    def noisy_rate(self, noisy: bool) -> None:
-        use_noisy_rate(self.trained, noisy)
 
     def trained_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.trained.parameters() if p.requires_grad)

@@ -53,6 +53,7 @@ from tqdm import tqdm
 from ..errors import TrainingError
 from ..io.outputs import Manifest, OutputKind, RecordedFolder, check_folder
 from ..io.reading import load_json
+from ..latent_codecs import use_noisy_rate
 from ..models.intra import IntraNoAR
 from ..models.sevc import SEVC
 from ..numerics import Precision
@@ -410,6 +411,7 @@ def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset
     network.train()
     batches_per_epoch = len(dataset) // config["batch_size"]
     workers = _workers(config["num_workers"])
+    use_noisy_rate(stage_model.trained, step < config["noisy_rate_steps"])
     last: Dict[str, float] = {}
     while step < config["steps"]:
         epoch, offset = divmod(step, batches_per_epoch)
@@ -423,11 +425,12 @@ def _loop(config: Dict, folder: RecordedFolder, stage_model: StageModel, dataset
             if isinstance(clips, ReadFailure):
                 raise TrainingError(clips.message)
             anchor = step % config["anchors"]
-            stage_model.noisy_rate = step < config["noisy_rate_steps"]
             started = time.time()
             loss, terms = _step(network, clips.to(env.device), anchor, AMP[config["amp"]], optimizers, env,
                                 config["clip_grad_norm"])
             step += 1
+            if step == config["noisy_rate_steps"]:  # the warm-up ends: rates on rounded latents
+                use_noisy_rate(stage_model.trained, False)
             logged = step % config["log_every"] == 0 or step == config["steps"]
             saved = step % config["save_every"] == 0 or step == config["steps"]
             if (logged or saved) and not torch.isfinite(loss):  # a NaN step leaves NaN weights: caught before a save
